@@ -1,0 +1,43 @@
+"""The single error handler of the CLI: AnalyzerError -> one-line message + exit code."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from analyzer.errors import EXIT_INPUT, AnalyzerError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+DEBUG = {"on": False}
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn analyzer errors into ``error: ...`` / ``hint: ...`` on stderr and the documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except AnalyzerError as exc:
+            if DEBUG["on"]:
+                raise
+            stderr.print(f"error: {exc.message}", markup=False)
+            if exc.hint:
+                stderr.print(f"hint: {exc.hint}", markup=False)
+            raise typer.Exit(exc.exit_code) from None
+        except (MemoryError, OSError) as exc:
+            # Reading a capture can still fail below our checks (a device error, a file
+            # vanishing); it is unreadable input, never a traceback.
+            if DEBUG["on"]:
+                raise
+            stderr.print(f"error: {exc}", markup=False)
+            raise typer.Exit(EXIT_INPUT) from None
+
+    return wrapper
