@@ -70,3 +70,11 @@ class CaptureFormatError(InputError):
 
 class SchemaError(Exception):
     """A stage produced a frame that does not follow its documented schema (a bug, not bad input)."""
+
+
+class CaptureError(EnvironmentProblem):
+    """The capture tool could not start, died during a run, or lost frames."""
+
+
+class DemoError(EnvironmentProblem):
+    """A demo program failed while running a scenario (port in use, no start, timeout)."""
