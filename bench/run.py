@@ -320,7 +320,7 @@ def _measure(
 def _machine() -> dict[str, str]:
     def out(cmd: list[str]) -> str:
         try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=ROOT).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return "absent"
 
@@ -340,6 +340,9 @@ def _machine() -> dict[str, str]:
             versions.append(f"{mod} {__import__(mod).__version__}")
         except ImportError:
             versions.append(f"{mod} absent")
+    where = (
+        out([PY, "-c", "import os, analyzer; print(os.path.dirname(analyzer.__file__))"]) or "not importable"
+    )
     head = out(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
     dirty = out(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "analyzer"])
     return {
@@ -347,7 +350,9 @@ def _machine() -> dict[str, str]:
         "os": f"{platform.system()} {platform.release()}",
         "python": f"{platform.python_version()} ({', '.join(versions)})",
         "tshark": (out(["tshark", "--version"]).splitlines() or ["absent"])[0],
-        "analyzer": f"commit {head}" + (" with uncommitted changes in analyzer/" if dirty else ""),
+        "analyzer": f"commit {head}"
+        + (" with uncommitted changes in analyzer/" if dirty else "")
+        + f", imported from {where}",
     }
 
 
@@ -419,8 +424,9 @@ def _report(
                 continue
             wall = statistics.median(r.walls)
             rss = max(r.rss_kib) / 1024
+            n = "" if len(r.walls) == runs else f" (n={len(r.walls)})"
             lines.append(
-                f"| {t.label} | {bf.path.name} | {bf.packets:,} | {wall:.2f} | {bf.packets / wall:,.0f} | "
+                f"| {t.label} | {bf.path.name} | {bf.packets:,} | {wall:.2f}{n} | {bf.packets / wall:,.0f} | "
                 f"{rss:,.0f} | {_fmt_ratio(r)} |"
             )
     # 100k-only tools, scaled to the 1M file: their cost is per packet, start-up aside.
