@@ -16,6 +16,8 @@ from analyzer.errors import CaptureFormatError, InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
 
+Buffer = bytes | mmap.mmap  # a whole capture file: mmap, or bytes after gunzip
+
 
 class CaptureBytes:
     """The (decompressed) bytes of a capture file; use as a context manager or call ``close()``."""
@@ -30,7 +32,7 @@ class CaptureBytes:
                 if head == GZIP_MAGIC:
                     self.compressed = True
                     fh.seek(0)
-                    self.data: bytes | mmap.mmap = _gunzip(self.path, fh.read())
+                    self.data: Buffer = _gunzip(self.path, fh.read())
                     return
                 size = fh.seek(0, 2)
                 if size == 0:

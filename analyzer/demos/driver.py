@@ -68,6 +68,8 @@ class Exchange:
     kernel: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
+    attempts: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +79,8 @@ class Exchange:
             "kernel": self.kernel,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "interrupted": self.interrupted,
+            "attempts": self.attempts,
+            "history": self.history,
         }
 
 
@@ -154,9 +158,14 @@ def _start_capture(job: Job, ex: Exchange) -> tuple[Backend, Witness | None]:
 def _barrier(server: Child | None, client: Child) -> None:
     """Release both peers of a simultaneous close at the same CLOCK_MONOTONIC instant."""
     peers = [p for p in (server, client) if p is not None]
-    for peer in peers:
+    cpus = sorted(os.sched_getaffinity(0))
+    for i, peer in enumerate(peers):
         if peer.wait_line(lambda line: line == "ready", timeout=START_TIMEOUT) is None:
             raise DemoError(f"the {peer.name} never reached the close barrier: {peer.text('stderr')}")
+        if len(cpus) >= len(peers):
+            # Two spinners on one CPU take turns, and the FINs no longer cross: one CPU each.
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(peer.pid, {cpus[i]})
     deadline = time.monotonic_ns() + 20_000_000
     for peer in peers:
         peer.send_line(f"go {deadline}")
@@ -231,13 +240,29 @@ def _watch(job: Job, ex: Exchange, client_ports: list[int], emit: Emit) -> None:
 
 def run(job: Job, ex: Exchange, emit: Emit) -> None:
     """Run the exchange, recording into ``ex``; raise DemoError/CaptureError on faults (after
-    cleaning up, so ``ex`` still says how far it got)."""
+    cleaning up, so ``ex`` still says how far it got).
+
+    A scenario that needs a particular kernel outcome (the FINs of a simultaneous close must
+    truly cross) is tried again, a bounded number of times, in the same namespace; a failed try
+    is dropped as soon as the kernel sample shows it, without waiting for the capture to flush.
+    """
+    for attempt in range(1, job.scenario.attempts + 1):
+        ex.attempts = attempt
+        if not _attempt(job, ex, emit, last=attempt == job.scenario.attempts):
+            return
+        ex.history.append({"attempt": attempt, "kernel_holder": ex.kernel.get("holder")})
+        emit({"event": "progress", "kind": "retry", "attempt": attempt, "holder": ex.kernel.get("holder")})
+
+
+def _attempt(job: Job, ex: Exchange, emit: Emit, *, last: bool) -> bool:
+    """One try; True when it must be repeated (its capture is already discarded)."""
     t0 = time.monotonic()
     server: Child | None = None
     client: Child | None = None
     backend: Backend | None = None
     witness: Witness | None = None
-    stopped = False
+    stopped = retry = False
+    ex.capture, ex.kernel, ex.programs, ex.timings = {}, {}, {}, {}
     try:
         ex.stage = "server"
         server = _start_server(job, ex)
@@ -251,16 +276,12 @@ def run(job: Job, ex: Exchange, emit: Emit) -> None:
         ex.timings["exchange_done"] = time.monotonic() - t0
         ex.stage = "settle"
         if job.scenario.proto == "tcp":
-            settled = kernel.wait_settled([job.port], timeout=3.0)
-            ex.kernel = {
-                "settled": not kernel.unsettled(settled.sockets),
-                "sample": settled.to_dict(),
-                "client_ports": client_ports,
-                "holder": kernel.holder_of(
-                    settled.sockets, job.port, client_ports[-1] if client_ports else None
-                ),
-            }
+            _sample_kernel(job, ex, client_ports)
         ex.timings["kernel_sampled"] = time.monotonic() - t0
+        wanted = job.scenario.kernel_holder
+        if wanted is not None and ex.kernel.get("holder") != wanted and not last:
+            retry = True
+            return True
         ex.stage = "flush"
         _flush(backend, witness, ex)
         ex.capture.update(backend.stop(timeout=5.0).to_dict())
@@ -276,9 +297,21 @@ def run(job: Job, ex: Exchange, emit: Emit) -> None:
         # Ignore a second Ctrl-C while cleaning up: every step below is bounded.
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            _cleanup(ex, server, client, backend, witness, stopped)
+            _cleanup(ex, server, client, backend, witness, stopped, discard=retry)
         finally:
             signal.signal(signal.SIGINT, previous)
+    return False
+
+
+def _sample_kernel(job: Job, ex: Exchange, client_ports: list[int]) -> None:
+    settled = kernel.wait_settled([job.port], timeout=3.0)
+    client_port = client_ports[-1] if client_ports else None
+    ex.kernel = {
+        "settled": not kernel.unsettled(settled.sockets),
+        "sample": settled.to_dict(),
+        "client_ports": client_ports,
+        "holder": kernel.holder_of(settled.sockets, job.port, client_port),
+    }
 
 
 def _cleanup(
@@ -288,6 +321,8 @@ def _cleanup(
     backend: Backend | None,
     witness: Witness | None,
     stopped: bool,
+    *,
+    discard: bool = False,
 ) -> None:
     for name, child, sig in (("client", client, signal.SIGKILL), ("server", server, signal.SIGTERM)):
         if child is not None and child.returncode is None:
@@ -306,6 +341,6 @@ def _cleanup(
             ex.capture.update(frames_in_file=counted.frames, complete=counted.complete)
         except (OSError, ValueError):
             ex.capture.update(frames_in_file=0, complete=False)
-        if not ex.capture["complete"]:
-            path.unlink()  # a half-written capture is worse than none
+        if discard or not ex.capture["complete"]:
+            path.unlink()  # a half-written capture is worse than none; a failed try is noise
             ex.capture["removed"] = True
