@@ -274,7 +274,7 @@ def _judge(result: ScenarioResult, opts: RunOptions, isolation: str) -> None:
             result.problems.append("no capture file")
         return
     try:
-        from analyzer.analysis import analyze
+        from analyzer.analysis import analyze  # type: ignore[import-not-found, unused-ignore]
 
         report = analyze(path, msl=opts.msl).to_dict()
     except ImportError as exc:
