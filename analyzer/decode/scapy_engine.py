@@ -3,7 +3,7 @@
 A reference implementation for cross-checking, not a fast path. Records come from the plain
 record walk in ``analyzer.decode.records`` (which also gives each record's data offset for
 ``payload_offset``); every header is then dissected by the scapy class for it (Ether, Dot1Q,
-CookedLinux, CookedLinuxV2, Loopback, IP, IPv6 and its extension headers, TCP, UDP, ICMP,
+CookedLinux, CookedLinuxV2, LoopbackOpenBSD, IP, IPv6 and its extension headers, TCP, UDP, ICMP,
 ICMPv6, IPerror/IPerror6). Each class is handed exactly its header's bytes, after this module
 has checked that they were captured: scapy's own dissection of a short or bad header silently
 becomes ``Raw`` (or raises at the top layer), while the packet table must say ``truncated`` or
@@ -51,11 +51,12 @@ def read_scapy(path: Path) -> pd.DataFrame:
 
 @functools.cache
 def _scapy() -> SimpleNamespace:
-    """The scapy classes, imported on first use, plus two 4-byte helper layers.
+    """The scapy classes, imported on first use, plus three small helper layers.
 
-    scapy's ICMP/UDP/TCP classes need their whole fixed header; docs/PACKETS.md only needs 4
-    bytes for an ICMP type/code or for the ports of a quoted header, so two minimal layers
-    describe exactly those 4 bytes.
+    scapy's ICMP/UDP/TCP/AH classes need their whole fixed header; docs/PACKETS.md only needs 4
+    bytes for an ICMP type/code or for the ports of a quoted header, and 2 bytes (next header,
+    length) to step over an IPv6 extension header that is not wholly captured, so minimal layers
+    describe exactly those bytes.
     """
     from scapy.fields import ByteField, ShortField
     from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror
