@@ -41,3 +41,10 @@ def gather(buf: Buffer, offsets: I64, dtype: np.dtype) -> np.ndarray:  # type: i
     tview = np.ndarray(shape=(len(tail) - size + 1,), dtype=dtype, buffer=tail, offset=0, strides=(1,))
     out[~inside] = tview[np.minimum(offsets[~inside], len(buf)) - tail_start]
     return out
+
+
+def rows(a: np.ndarray, sel: npt.NDArray[np.bool_] | I64) -> np.ndarray:  # type: ignore[type-arg]
+    """``a[sel]`` for a structured array, copying whole records (numpy copies field by field)."""
+    if a.dtype.fields is None:
+        return a[sel]
+    return a.view(np.dtype((np.void, a.dtype.itemsize)))[sel].view(a.dtype)

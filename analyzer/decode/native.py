@@ -23,7 +23,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from analyzer.decode.container import Records, read_records
-from analyzer.decode.gather import gather
+from analyzer.decode.gather import gather, rows
 from analyzer.decode.source import Buffer, CaptureBytes
 from analyzer.schema import PACKET_COLUMNS, PROTO_DTYPE
 
@@ -306,11 +306,10 @@ def _ipv4(ly: _Layers, idx: I64) -> None:
     l3 = _take(ly.l3, idx)
     both = gather(ly.buf, l3, IP4_TCP_TS_DT)
     h = both["ip"]
-    ly.pre_idx, ly.pre = idx, both
     bad_version = (h["vihl"] >> 4) != 4
     if bad_version.any():
         ly.mark(idx[bad_version], NOTE_MALFORMED)
-        idx, h, l3 = idx[~bad_version], h[~bad_version], l3[~bad_version]
+        idx, h, l3 = idx[~bad_version], rows(h, ~bad_version), l3[~bad_version]
     _put(ly.ip_version, idx, 4)
     _put(ly.src4, idx, h["src"])
     _put(ly.dst4, idx, h["dst"])
@@ -332,6 +331,12 @@ def _ipv4(ly: _Layers, idx: I64) -> None:
         _set_l4(ly, idx, l3 + ihl, l3 + total)
     else:
         _set_l4(ly, idx[ok], l3[ok] + ihl[ok], l3[ok] + total[ok])
+    # Hand the TCP headers already read (IHL 5 puts them right after the IPv4 header) to _tcp.
+    pre = ok & (ihl == 20) & (h["proto"] == IPPROTO_TCP)
+    if pre.all():
+        ly.pre_idx, ly.pre = idx, both
+    elif pre.any():
+        ly.pre_idx, ly.pre = idx[pre], rows(both, pre)
 
 
 def _ipv6(ly: _Layers, idx: I64) -> None:
@@ -341,7 +346,7 @@ def _ipv6(ly: _Layers, idx: I64) -> None:
     h = gather(ly.buf, ly.l3[idx], IP6_DT)
     bad_version = (h["vtcfl"] >> 28) != 6
     ly.mark(idx[bad_version], NOTE_MALFORMED)
-    idx, h = idx[~bad_version], h[~bad_version]
+    idx, h = idx[~bad_version], rows(h, ~bad_version)
     ly.ip_version[idx] = 6
     ly.idx6 = idx
     ly.src6 = h["src"].astype(np.uint64)
@@ -422,7 +427,11 @@ def _transport(ly: _Layers) -> tuple[dict[str, npt.NDArray[np.generic]], _Inner]
         "inner_dport": np.zeros(n, np.uint16),
     }
     has_l4 = ly.l4 >= 0
-    _tcp(ly, c, np.nonzero(has_l4 & (ly.ip_proto == 6))[0])
+    tcp = has_l4 & (ly.ip_proto == IPPROTO_TCP)
+    if len(ly.pre_idx):
+        _tcp(ly, c, ly.pre_idx, ly.pre)
+        tcp[ly.pre_idx] = False
+    _tcp(ly, c, np.nonzero(tcp)[0], None)
     _udp(ly, c, np.nonzero(has_l4 & (ly.ip_proto == 17))[0])
     icmp = has_l4 & (
         ((ly.ip_proto == IPPROTO_ICMP) & (ly.ip_version == 4))
@@ -443,19 +452,29 @@ def _payload(ly: _Layers, c: dict[str, npt.NDArray[np.generic]], idx: I64, off: 
     _put(c["payload_caplen"], idx, np.minimum(np.maximum(avail, 0), length))
 
 
-def _tcp(ly: _Layers, c: dict[str, npt.NDArray[np.generic]], idx: I64) -> None:
-    idx = _keep(idx, ~ly.short(idx, _take(ly.l4, idx) + 20))
+def _tcp(
+    ly: _Layers,
+    c: dict[str, npt.NDArray[np.generic]],
+    idx: I64,
+    pre: np.ndarray | None,  # type: ignore[type-arg]
+) -> None:
+    """TCP fields of ``idx``; ``pre`` holds their headers when _ipv4 already read them."""
+    whole = ~ly.short(idx, _take(ly.l4, idx) + 20)
+    if not whole.all():
+        idx = idx[whole]
+        pre = rows(pre, whole) if pre is not None else None
     if not len(idx):
         return
     l4 = _take(ly.l4, idx)
-    h, ts = _tcp_headers(ly, idx, l4)
+    h, ts = (pre["tcp"], pre["ts"]) if pre is not None else (gather(ly.buf, l4, TCP_DT), None)
     doff = (h["off"] >> 4).astype(np.int64) << 2
     keep = doff >= 20
     if not keep.all():
         ly.mark(idx[~keep], NOTE_MALFORMED)
     keep &= ~ly.short(idx, l4 + doff)
     if not keep.all():
-        idx, h, doff, l4 = idx[keep], h[keep], doff[keep], l4[keep]
+        idx, h, doff, l4 = idx[keep], rows(h, keep), doff[keep], l4[keep]
+        ts = rows(ts, keep) if ts is not None else None
     _put(c["sport"], idx, h["sport"])
     _put(c["dport"], idx, h["dport"])
     _put(c["seq"], idx, h["seq"])
@@ -467,26 +486,8 @@ def _tcp(ly: _Layers, c: dict[str, npt.NDArray[np.generic]], idx: I64) -> None:
     if with_opts.all():
         _tcp_options(ly, c, idx, l4 + 20, l4 + doff, ts)
     else:
-        sub_ts = ts[with_opts] if ts is not None else None
+        sub_ts = rows(ts, with_opts) if ts is not None else None
         _tcp_options(ly, c, idx[with_opts], l4[with_opts] + 20, l4[with_opts] + doff[with_opts], sub_ts)
-
-
-def _tcp_headers(ly: _Layers, idx: I64, l4: I64) -> tuple[np.ndarray, np.ndarray | None]:  # type: ignore[type-arg]
-    """TCP headers (and the 12 bytes after them) of ``idx``, reusing the IPv4 pre-read where it applies."""
-    pre_idx = ly.pre_idx
-    if len(pre_idx) == 0:
-        return gather(ly.buf, l4, TCP_DT), None
-    if len(pre_idx) == len(idx):
-        pos: I64 | None = None  # same packets (both sorted, idx is a subset)
-    else:
-        pos = np.minimum(np.searchsorted(pre_idx, idx), len(pre_idx) - 1)
-        if not np.array_equal(pre_idx[pos], idx):
-            return gather(ly.buf, l4, TCP_DT), None
-    direct = _take(ly.l3, idx) + 20 == l4  # IHL 5: the TCP header sits right after the pre-read IP header
-    if not direct.all():
-        return gather(ly.buf, l4, TCP_DT), None
-    pre = ly.pre if pos is None else ly.pre[pos]
-    return pre["tcp"], pre["ts"]
 
 
 def _tcp_options(
@@ -607,7 +608,7 @@ def _icmp(ly: _Layers, c: dict[str, npt.NDArray[np.generic]], idx: I64) -> _Inne
     if len(e4):
         h = gather(ly.buf, q4, IP4_DT)
         ok = (h["vihl"] >> 4) == 4
-        e4, q4, h = e4[ok], q4[ok], h[ok]
+        e4, q4, h = e4[ok], q4[ok], rows(h, ok)
         inner.version[e4] = 4
         inner.src4[e4] = h["src"]
         inner.dst4[e4] = h["dst"]
@@ -619,7 +620,7 @@ def _icmp(ly: _Layers, c: dict[str, npt.NDArray[np.generic]], idx: I64) -> _Inne
     if len(e6):
         h = gather(ly.buf, q6, IP6_DT)
         ok = (h["vtcfl"] >> 28) == 6
-        e6, q6, h = e6[ok], q6[ok], h[ok]
+        e6, q6, h = e6[ok], q6[ok], rows(h, ok)
         inner.version[e6] = 6
         inner.idx6 = e6
         inner.src6 = h["src"].astype(np.uint64)
@@ -656,11 +657,15 @@ def _addresses(
         _put(codes, idx4, inv4)
         names.extend(socket.inet_ntop(socket.AF_INET, int(a).to_bytes(4, "big")) for a in uniq4.tolist())
     if len(idx6):
-        uniq6, inv6 = np.unique(v6, axis=0, return_inverse=True)
-        codes[idx6] = inv6.reshape(-1) + len(names)
+        # hash-factorize each 64-bit half, then the pair of half codes (np.unique(axis=0) sorts: slow)
+        hi_codes, hi_uniq = pd.factorize(v6[:, 0])
+        lo_codes, lo_uniq = pd.factorize(v6[:, 1])
+        pair_codes, pair_uniq = pd.factorize(hi_codes.astype(np.int64) * len(lo_uniq) + lo_codes)
+        codes[idx6] = pair_codes + len(names)
+        his, los = hi_uniq[pair_uniq // len(lo_uniq)], lo_uniq[pair_uniq % len(lo_uniq)]
         names.extend(
             socket.inet_ntop(socket.AF_INET6, int(hi).to_bytes(8, "big") + int(lo).to_bytes(8, "big"))
-            for hi, lo in uniq6.tolist()
+            for hi, lo in zip(his.tolist(), los.tolist(), strict=True)
         )
     return pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=object))
 

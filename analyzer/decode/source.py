@@ -6,6 +6,7 @@ fetched lazily through ``CaptureBytes`` so that decoding never copies payloads.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import mmap
 import zlib
@@ -60,7 +61,10 @@ class CaptureBytes:
 
     def close(self) -> None:
         if self._mmap is not None:
-            self._mmap.close()
+            # numpy views of the map may still be alive (e.g. in a traceback being handled);
+            # then the map is unmapped when the last of them is garbage collected.
+            with contextlib.suppress(BufferError):
+                self._mmap.close()
             self._mmap = None
 
     def __enter__(self) -> CaptureBytes:
