@@ -21,9 +21,9 @@ def gather(buf: Buffer, offsets: I64, dtype: np.dtype) -> np.ndarray:  # type: i
     size = dtype.itemsize
     if len(offsets) == 0:
         return np.zeros(0, dtype=dtype)
-    if dtype.fields is not None:
-        # Gather opaque records, then reinterpret: numpy copies a structured dtype field by
-        # field (with byte swapping) when indexing, which is several times slower.
+    if dtype.kind != "V" or dtype.fields is not None:
+        # Gather opaque records, then reinterpret: numpy copies a structured (or byte-swapped)
+        # dtype field by field when indexing, which is several times slower.
         return gather(buf, offsets, np.dtype((np.void, size))).view(dtype)
     span = len(buf) - size + 1
     if span > 0 and int(offsets.max()) < span:
