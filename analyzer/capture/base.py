@@ -45,6 +45,11 @@ class Backend(ABC):
     def start(self, timeout: float) -> None:
         """Return once frames are being captured; raise CaptureError otherwise."""
 
+    @property
+    def pid(self) -> int | None:
+        """The capture tool's process id (None when it runs in this process)."""
+        return None
+
     @abstractmethod
     def captured(self) -> int | None:
         """Frames written so far, or None when the backend cannot tell while running."""

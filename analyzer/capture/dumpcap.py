@@ -60,6 +60,10 @@ class Dumpcap(Backend):
                 return int(match.group(1))
         return 0
 
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid
+
     def alive(self) -> bool:
         return self.child.returncode is None
 

@@ -173,6 +173,7 @@ class Child:
     def summary(self) -> dict[str, object]:
         return {
             "argv": self.argv,
+            "pid": self.proc.pid,
             "exit": self.proc.returncode,
             "stdout": self.lines("stdout"),
             "stderr": self.lines("stderr"),

@@ -54,6 +54,10 @@ class Tcpdump(Backend):
     def captured(self) -> int | None:
         return len(self.child.lines("stdout"))
 
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid
+
     def alive(self) -> bool:
         return self.child.returncode is None
 

@@ -111,7 +111,7 @@ def _start_server(job: Job, ex: Exchange) -> Child | None:
         return None
     argv = [*command(spec[0], job.impl, job.c_bin_dir), job.host, str(job.port), *spec[1:]]
     server = Child(argv, name="server", stdin=job.scenario.barrier)
-    ex.programs["server"] = {"argv": argv}
+    ex.programs["server"] = {"argv": argv, "pid": server.pid}
     deadline = time.monotonic() + START_TIMEOUT
     while not _bound(job.scenario.proto, job.port, server.pid):
         code = server.returncode
@@ -152,6 +152,7 @@ def _start_capture(job: Job, ex: Exchange) -> tuple[Backend, Witness | None]:
         if witness is not None:
             witness.close()
         raise
+    ex.capture["pid"] = backend.pid
     return backend, witness
 
 
@@ -175,7 +176,7 @@ def _run_client(job: Job, ex: Exchange, server: Child | None) -> Child:
     spec = job.scenario.client
     argv = [*command(spec[0], job.impl, job.c_bin_dir), job.host, str(job.port), *spec[1:]]
     client = Child(argv, name="client", stdin=job.scenario.barrier)
-    ex.programs["client"] = {"argv": argv}
+    ex.programs["client"] = {"argv": argv, "pid": client.pid}
     if job.scenario.barrier:
         _barrier(server, client)
     if client.wait(job.client_timeout) is None:

@@ -44,7 +44,10 @@ def write_json(path: Path, doc: Any) -> None:
 def scenario_doc(r: ScenarioResult) -> dict[str, Any]:
     kernel = dict(r.worker.get("kernel") or {})
     kernel.update(
-        isolation=r.worker.get("isolation"), attempts=r.attempts, history=r.worker.get("history") or []
+        isolation=r.worker.get("isolation"),
+        netns=r.worker.get("netns"),
+        attempts=r.attempts,
+        history=r.worker.get("history") or [],
     )
     return {
         "name": r.name,
@@ -55,6 +58,7 @@ def scenario_doc(r: ScenarioResult) -> dict[str, Any]:
         "capture_stats": r.worker.get("capture") or {},
         "kernel": kernel,
         "programs": r.worker.get("programs") or {},
+        "worker_pid": r.worker.get("worker_pid"),
         "timings": r.worker.get("timings") or {},
         "interrupted": r.interrupted,
         "error": r.worker.get("error"),

@@ -10,6 +10,7 @@ is gone. SIGTERM (sent by the kernel if ``analyzer run`` dies) is handled like C
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import traceback
@@ -54,7 +55,12 @@ def decode_job(doc: dict[str, Any]) -> Any:
 
 def main() -> int:
     signal.signal(signal.SIGTERM, _on_term)
-    result: dict[str, Any] = {"event": "result", "protocol": WORKER_PROTOCOL, "error": None}
+    result: dict[str, Any] = {
+        "event": "result",
+        "protocol": WORKER_PROTOCOL,
+        "error": None,
+        "worker_pid": os.getpid(),
+    }
     try:
         doc = json.loads(sys.stdin.readline())
         isolation = "host"
@@ -63,6 +69,7 @@ def main() -> int:
 
             isolation = netns.enter()  # before any thread exists
         result["isolation"] = isolation
+        result["netns"] = os.stat("/proc/self/ns/net").st_ino
         from analyzer.demos.driver import Exchange, run
 
         ex = Exchange()

@@ -1,0 +1,109 @@
+"""Shared helpers of the live tests (capture, run): namespace probe, worker jobs, leftovers."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analyzer.demos.scenarios import SCENARIOS, Scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def env(**extra: str) -> dict[str, str]:
+    out = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    out.update(extra)
+    return out
+
+
+@functools.cache
+def namespace_problem() -> str | None:
+    """None when this user can create a private network namespace, else why not."""
+    probe = "from analyzer.capture import netns; netns.enter()"
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, env=env(), check=False
+    )
+    if proc.returncode == 0:
+        return None
+    return (proc.stderr.strip().splitlines() or ["namespace probe failed"])[-1]
+
+
+def need_namespace() -> None:
+    problem = namespace_problem()
+    if problem:
+        pytest.skip(f"no private network namespace here: {problem}")
+
+
+def job(scenario: Scenario | str, backend: str, path: Path, **over: Any) -> dict[str, Any]:
+    sc = SCENARIOS[scenario] if isinstance(scenario, str) else scenario
+    doc = dataclasses.asdict(sc)
+    doc["client_exits"] = sorted(doc["client_exits"])
+    out: dict[str, Any] = {
+        "scenario": doc,
+        "family": 4,
+        "impl": "python",
+        "backend": backend,
+        "capture_path": str(path),
+        "host_loopback": False,
+        "c_bin_dir": None,
+        "watch": False,
+        "client_timeout": 15.0,
+    }
+    out.update(over)
+    return out
+
+
+def run_worker(doc: dict[str, Any], *, path_env: str | None = None, timeout: float = 120) -> dict[str, Any]:
+    """Run ``python -m analyzer.demos.worker`` on one job; return its result line."""
+    extra = {"PATH": path_env} if path_env else {}
+    proc = subprocess.run(
+        [sys.executable, "-m", "analyzer.demos.worker"],
+        input=json.dumps(doc) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env(**extra),
+        check=False,
+    )
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    results = [m for m in lines if m.get("event") == "result"]
+    assert results, f"worker exit {proc.returncode}: {proc.stderr}"
+    return results[-1]
+
+
+def alive(pid: int) -> bool:
+    """True when ``pid`` runs (zombies count as gone: they hold no resources but a table slot)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def netns_in_use(inode: int) -> list[int]:
+    """Pids of processes still in network namespace ``inode``."""
+    users = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.stat(entry / "ns" / "net").st_ino == inode:
+                    users.append(int(entry.name))
+            except OSError:
+                continue
+    return users
+
+
+def pids_of(result: dict[str, Any]) -> list[int]:
+    """Every process a worker result names: the worker, the demo programs, the capture tool."""
+    pids = [result.get("worker_pid")]
+    pids += [p.get("pid") for p in (result.get("programs") or {}).values()]
+    pids.append((result.get("capture") or result.get("capture_stats") or {}).get("pid"))
+    return [int(p) for p in pids if p]
