@@ -10,7 +10,10 @@ References: the pcap and pcapng formats (draft-ietf-opsawg-pcap, draft-ietf-opsa
 from __future__ import annotations
 
 import array
+import contextlib
 import struct
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +34,7 @@ PCAPNG_SPB = 0x00000003  # simple packet block
 PCAPNG_EPB = 0x00000006  # enhanced packet block
 OPT_IF_TSRESOL = 9  # IDB option: timestamp resolution
 OPT_IF_TSOFFSET = 14  # IDB option: seconds added to every timestamp
+NATIVE = "<" if sys.byteorder == "little" else ">"
 MAX_SANE_CAPLEN = 0x4000000  # 64 MiB: Wireshark's largest accepted record (WTAP_MAX_PACKET_SIZE_*)
 
 I64 = npt.NDArray[np.int64]
@@ -102,15 +106,37 @@ def _read_pcap(buf: Buffer, path: Path, order: str, nano: bool) -> Records:
 
 def _walk_pcap(buf: Buffer, order: str) -> I64:
     """Offsets of every record header; the one inherently sequential step."""
-    unpack = struct.Struct(order + "I").unpack_from
     offsets = array.array("q")  # no list of int objects; becomes a numpy array without a copy
     append = offsets.append
     off = 24
     last = len(buf) - 16  # a record header must fit
-    while off <= last:
-        append(off)
-        off += 16 + unpack(buf, off + 8)[0]
+    if order == NATIVE:
+        # Index 32-bit words directly (one view per alignment): ~1.5x faster than struct.
+        with _word_views(buf) as words:
+            while off <= last:
+                append(off)
+                p = off + 8
+                off += 16 + words[p & 3][p >> 2]
+    else:
+        unpack = struct.Struct(order + "I").unpack_from
+        while off <= last:
+            append(off)
+            off += 16 + unpack(buf, off + 8)[0]
     return np.frombuffer(offsets, dtype=np.int64) if offsets else np.zeros(0, dtype=np.int64)
+
+
+@contextlib.contextmanager
+def _word_views(buf: Buffer) -> Iterator[tuple[memoryview, ...]]:
+    """Native 32-bit word views of ``buf`` at byte alignments 0..3 (released on exit)."""
+    n = len(buf)
+    whole = memoryview(buf)
+    views = tuple(whole[k : k + (max(n - k, 0) // 4) * 4].cast("I") for k in range(4))
+    try:
+        yield views
+    finally:
+        for v in views:
+            v.release()
+        whole.release()
 
 
 def _cut_damaged(
@@ -164,30 +190,36 @@ def _read_pcapng(buf: Buffer, path: Path) -> Records:
     order = "<"
     unpack = struct.Struct("<II").unpack_from
     off = 0
-    while off + 12 <= size:
-        btype, blen = unpack(buf, off)
-        if btype == PCAPNG_EPB:
-            epb.append(off)
-        elif btype == PCAPNG_SHB:
-            order = _section_order(buf, off, path)
-            unpack = struct.Struct(order + "II").unpack_from
-            btype, blen = unpack(buf, off)
-            sections.append(_Section(off, order))
-        elif btype == PCAPNG_IDB:
-            if not sections:
-                raise CaptureFormatError(f"{path}: interface block before any section header")
-            sections[-1].interfaces.append(_parse_idb(buf, off, blen, order))
-        elif btype in (PCAPNG_SPB, PCAPNG_PB):
-            others.append((off, btype))
-        min_len = 32 if btype in (PCAPNG_EPB, PCAPNG_PB) else 16 if btype == PCAPNG_SPB else 12
-        if blen < min_len or blen % 4 or off + blen > size:
-            warnings.append(f"block at offset {off} has a bad length {blen}; stopped reading there")
-            if btype == PCAPNG_EPB:
-                epb.pop()
-            elif others and others[-1][0] == off:
-                others.pop()
-            break
-        off += blen
+    append = epb.append
+    with _word_views(buf) as words_by_alignment:
+        words = words_by_alignment[0]  # pcapng blocks are 4-byte aligned
+        native = True
+        while off + 12 <= size:
+            if native:
+                btype, blen = words[off >> 2], words[(off >> 2) + 1]
+            else:
+                btype, blen = unpack(buf, off)
+            if btype == PCAPNG_EPB and blen >= 32 and not blen & 3 and off + blen <= size:
+                append(off)  # the hot path: a well-formed enhanced packet block
+                off += blen
+                continue
+            if btype == PCAPNG_SHB:
+                order = _section_order(buf, off, path)
+                native = order == NATIVE
+                unpack = struct.Struct(order + "II").unpack_from
+                btype, blen = unpack(buf, off)
+                sections.append(_Section(off, order))
+            elif btype == PCAPNG_IDB and blen >= 20 and off + blen <= size:
+                if not sections:
+                    raise CaptureFormatError(f"{path}: interface block before any section header")
+                sections[-1].interfaces.append(_parse_idb(buf, off, blen, order))
+            min_len = 32 if btype in (PCAPNG_EPB, PCAPNG_PB) else 16 if btype == PCAPNG_SPB else 12
+            if blen < min_len or blen % 4 or off + blen > size:
+                warnings.append(f"block at offset {off} has a bad length {blen}; stopped reading there")
+                break
+            if btype in (PCAPNG_SPB, PCAPNG_PB):
+                others.append((off, btype))
+            off += blen
     if not sections:
         raise CaptureFormatError(f"{path}: pcapng without a section header block")
     return _pcapng_columns(buf, path, sections, np.array(epb, dtype=np.int64), others, warnings)
