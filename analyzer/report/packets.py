@@ -48,7 +48,13 @@ def _table_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _jsonable(df: pd.DataFrame) -> pd.DataFrame:
-    return df.assign(**{c: df[c].astype(object).where(df[c].notna(), None) for c in df.columns if isinstance(df[c].dtype, pd.CategoricalDtype)})
+    return df.assign(
+        **{
+            c: df[c].astype(object).where(df[c].notna(), None)
+            for c in df.columns
+            if isinstance(df[c].dtype, pd.CategoricalDtype)
+        }
+    )
 
 
 def render_packets(df: pd.DataFrame, fmt: str, output: Path | None) -> None:
