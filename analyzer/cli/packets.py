@@ -51,12 +51,11 @@ def packets(
     from analyzer.decode import read_packets
     from analyzer.report.packets import render_packets, select
 
+    if fmt is PacketFormat.parquet and output is None and sys.stdout.isatty():
+        raise UsageError("parquet is binary", hint="pass -o FILE.parquet or redirect stdout")
     df = read_packets(file, engine=engine.value)
     if query:
         df = select(df, query)
     if limit is not None:
         df = df.head(limit)
-    if fmt is PacketFormat.parquet and output is None:
-        if sys.stdout.isatty():
-            raise UsageError("parquet is binary", hint="pass -o FILE.parquet or redirect stdout")
     render_packets(df, fmt.value, output)
