@@ -105,5 +105,7 @@ def pids_of(result: dict[str, Any]) -> list[int]:
     """Every process a worker result names: the worker, the demo programs, the capture tool."""
     pids = [result.get("worker_pid")]
     pids += [p.get("pid") for p in (result.get("programs") or {}).values()]
-    pids.append((result.get("capture") or result.get("capture_stats") or {}).get("pid"))
+    cap = result.get("capture_stats") or result.get("capture")  # a run document or a worker result
+    if isinstance(cap, dict):
+        pids.append(cap.get("pid"))
     return [int(p) for p in pids if p]

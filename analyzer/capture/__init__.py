@@ -43,7 +43,9 @@ def choose(requested: str | None, isolation: str) -> str:
             )
         why = reasons[requested]
         if why is not None:
-            raise ToolNotFoundError(f"cannot capture with {requested}: {why}", hint=INSTALL_HINTS[requested])
+            others = " or ".join(b for b in BACKENDS if b != requested and reasons[b] is None)
+            hint = INSTALL_HINTS[requested] if "not installed" in why else f"choose --capture {others}"
+            raise ToolNotFoundError(f"cannot capture with {requested}: {why}", hint=hint)
         return requested
     for name in BACKENDS:
         if reasons[name] is None:

@@ -62,6 +62,10 @@ class Backend(ABC):
     def stop(self, timeout: float) -> CaptureStats:
         """Stop, flush and close the file; bounded by ``timeout``."""
 
+    @abstractmethod
+    def abort(self) -> None:
+        """Stop whatever a start() cut short (by Ctrl-C or an error) left running; never raises."""
+
     def wait_captured(self, frames: int, timeout: float) -> bool:
         """Wait (bounded) until the backend has written ``frames`` frames."""
         deadline = time.monotonic() + timeout

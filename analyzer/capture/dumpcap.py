@@ -27,11 +27,19 @@ def available() -> str | None:
     return None if shutil.which("dumpcap") else "dumpcap is not installed"
 
 
+PERMISSION_HINT = (
+    "run as root, give the tool CAP_NET_RAW (setcap cap_net_raw,cap_net_admin+eip on it), "
+    "or drop --host-loopback to capture in a private namespace"
+)
+
+
 def failure(tool: str, child: Child, what: str) -> EnvironmentProblem:
-    text = [line for line in child.lines("stderr") if line.strip() and "could be dangerous" not in line]
-    detail = text[-1].strip() if text else f"exit code {child.returncode}"
+    """The error for a capture tool that failed, from its most telling stderr line."""
+    text = [line.strip() for line in child.lines("stderr") if line.strip()]
+    telling = [line for line in text if line.startswith(f"{tool}:") or "permission" in line.lower()]
+    detail = (telling or text or [f"exit code {child.returncode}"])[-1 if not telling else 0]
     if "permission" in detail.lower() or "not permitted" in detail.lower():
-        return CapturePermissionError(f"{tool} {what}: {detail}")
+        return CapturePermissionError(f"{tool} {what}: {detail}", hint=PERMISSION_HINT)
     return CaptureError(
         f"{tool} {what}: {detail}",
         hint="check that the tool runs on its own, or choose another backend with --capture",
@@ -63,6 +71,11 @@ class Dumpcap(Backend):
     @property
     def pid(self) -> int | None:
         return self.child.pid
+
+    def abort(self) -> None:
+        child = getattr(self, "child", None)
+        if child is not None:
+            child.stop(signal.SIGINT, timeout=5.0)
 
     def alive(self) -> bool:
         return self.child.returncode is None

@@ -10,6 +10,7 @@ from then on frames queue in the kernel: that is the readiness point.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib.util
 import socket
@@ -19,6 +20,7 @@ import time
 from typing import Any
 
 from analyzer.capture.base import Backend, CaptureStats
+from analyzer.capture.dumpcap import PERMISSION_HINT
 from analyzer.capture.filters import matches
 from analyzer.errors import CaptureError, CapturePermissionError
 
@@ -74,7 +76,7 @@ class ScapySniffer(Backend):
                 self.python_filter = True
         except PermissionError as exc:
             raise CapturePermissionError(
-                f"scapy cannot open a packet socket on {self.iface}: {exc}"
+                f"scapy cannot open a packet socket on {self.iface}: {exc.strerror}", hint=PERMISSION_HINT
             ) from None
         except OSError as exc:
             raise CaptureError(f"scapy cannot capture on {self.iface}: {exc}") from None
@@ -147,6 +149,16 @@ class ScapySniffer(Backend):
             stderr="BPF compiled by libpcap" if not self.python_filter else "filter applied in Python",
         )
 
+    def abort(self) -> None:
+        sniffer = getattr(self, "sniffer", None)
+        if sniffer is not None and sniffer.running:
+            with contextlib.suppress(Exception):
+                sniffer.stop(join=True)
+        self._close()
+
     def _close(self) -> None:
-        self.writer.close()
-        self.sock.close()
+        for name in ("writer", "sock"):
+            obj = getattr(self, name, None)
+            if obj is not None:
+                with contextlib.suppress(Exception):
+                    obj.close()

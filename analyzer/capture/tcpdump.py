@@ -58,6 +58,11 @@ class Tcpdump(Backend):
     def pid(self) -> int | None:
         return self.child.pid
 
+    def abort(self) -> None:
+        child = getattr(self, "child", None)
+        if child is not None:
+            child.stop(signal.SIGINT, timeout=5.0)
+
     def alive(self) -> bool:
         return self.child.returncode is None
 

@@ -88,8 +88,13 @@ def run(
         watch=watch_time_wait,
     )
     console = render.make_console(sys.stderr)
-    with _Progress(console, watch_time_wait) as progress:
-        result = session.execute(opts, on_event=progress.event)
+    try:
+        with _Progress(console, watch_time_wait) as progress:
+            result = session.execute(opts, on_event=progress.event)
+    except KeyboardInterrupt:
+        # Only outside the workers' lifetime (building, analyzing): nothing is running any more.
+        stderr.print("interrupted", markup=False)
+        raise typer.Exit(130) from None
     if fmt is RunFormat.json:
         typer.echo(json.dumps(run_doc(result), indent=2, default=str))
     else:

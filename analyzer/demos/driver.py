@@ -112,6 +112,16 @@ def _start_server(job: Job, ex: Exchange) -> Child | None:
     argv = [*command(spec[0], job.impl, job.c_bin_dir), job.host, str(job.port), *spec[1:]]
     server = Child(argv, name="server", stdin=job.scenario.barrier)
     ex.programs["server"] = {"argv": argv, "pid": server.pid}
+    try:
+        _wait_bound(job, server, spec[0])
+    except BaseException:
+        server.stop(signal.SIGKILL)  # not left running when the wait is cut short
+        ex.programs["server"] = server.summary()
+        raise
+    return server
+
+
+def _wait_bound(job: Job, server: Child, name: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while not _bound(job.scenario.proto, job.port, server.pid):
         code = server.returncode
@@ -124,16 +134,14 @@ def _start_server(job: Job, ex: Exchange) -> Child | None:
                     hint="stop the program using that port"
                     + (", or run without --host-loopback" if job.host_loopback else ""),
                 )
-            raise DemoError(
-                f"the {spec[0]} did not start: {said}", hint=f"try it alone: analyzer demo {spec[0]}"
-            )
+            hint = f"try it alone: analyzer demo {name} {job.host} {job.port}"
+            raise DemoError(f"the {name} did not start: {said}", hint=hint)
         if time.monotonic() > deadline:
             raise DemoError(
-                f"the {spec[0]} did not bind {job.host} port {job.port} within {START_TIMEOUT:g} s",
+                f"the {name} did not bind {job.host} port {job.port} within {START_TIMEOUT:g} s",
                 hint="check the machine's load, then run again",
             )
         time.sleep(0.003)
-    return server
 
 
 def _start_capture(job: Job, ex: Exchange) -> tuple[Backend, Witness | None]:
@@ -149,6 +157,7 @@ def _start_capture(job: Job, ex: Exchange) -> tuple[Backend, Witness | None]:
     try:
         backend.start(timeout=10.0)
     except BaseException:
+        backend.abort()
         if witness is not None:
             witness.close()
         raise
@@ -177,9 +186,15 @@ def _run_client(job: Job, ex: Exchange, server: Child | None) -> Child:
     argv = [*command(spec[0], job.impl, job.c_bin_dir), job.host, str(job.port), *spec[1:]]
     client = Child(argv, name="client", stdin=job.scenario.barrier)
     ex.programs["client"] = {"argv": argv, "pid": client.pid}
-    if job.scenario.barrier:
-        _barrier(server, client)
-    if client.wait(job.client_timeout) is None:
+    try:
+        if job.scenario.barrier:
+            _barrier(server, client)
+        finished = client.wait(job.client_timeout) is not None
+    except BaseException:
+        client.stop(signal.SIGKILL)  # not left running when the wait is cut short
+        ex.programs["client"] = client.summary()
+        raise
+    if not finished:
         client.stop(signal.SIGKILL)
         ex.programs["client"] = client.summary()
         raise DemoError(

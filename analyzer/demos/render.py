@@ -65,28 +65,29 @@ def _preview(direction: dict[str, Any]) -> str:
 
 def tcp_lines(flow: dict[str, Any], sample_ts: float | None, fancy: bool) -> list[str]:
     arrow = "→" if fancy else "->"
+    sep = " · " if fancy else "; "
     hs, data, td = flow.get("handshake") or {}, flow.get("data") or {}, flow.get("teardown") or {}
     tw = flow.get("time_wait") or {}
     c2s, s2c = data.get("client_to_server") or {}, data.get("server_to_client") or {}
-    rtt = f" · RTT {hs['rtt_ms']:.3f} ms" if isinstance(hs.get("rtt_ms"), (int, float)) else ""
+    rtt = f"{sep}RTT {hs['rtt_ms']:.3f} ms" if isinstance(hs.get("rtt_ms"), (int, float)) else ""
     lines = [
-        f"{_ep(flow['client'])} (client) {arrow} {_ep(flow['server'])} (server) · tcp flow {flow.get('id')}",
+        f"{_ep(flow['client'])} (client) {arrow} {_ep(flow['server'])} (server), tcp flow {flow.get('id')}",
         f"handshake  {hs.get('state')}{rtt}",
         f"data       client{arrow}server {c2s.get('bytes', 0)} B{_preview(c2s)}"
-        f" · server{arrow}client {s2c.get('bytes', 0)} B{_preview(s2c)}",
+        f"{sep}server{arrow}client {s2c.get('bytes', 0)} B{_preview(s2c)}",
     ]
     first = td.get("first_fin")
-    closer = f" · the {first} closed first" if first and first != "none" else ""
+    closer = f"{sep}the {first} closed first" if first and first != "none" else ""
     after = td.get("bytes_after_first_fin")
-    after_text = f" · {after} B sent after the first FIN" if after else ""
-    rst = f" · RST by {td['rst_by']}" if td.get("rst_by") else ""
+    after_text = f"{sep}{after} B sent after the first FIN" if after else ""
+    rst = f"{sep}RST by {td['rst_by']}" if td.get("rst_by") else ""
     lines.append(f"teardown   {td.get('kind')}{closer}{rst}{after_text}")
     lines.append(f"TIME_WAIT  {_time_wait_text(flow, tw, sample_ts)}")
     zeek = flow.get("zeek") or {}
     if zeek:
         lines.append(
             f"interop    Zeek {zeek.get('conn_state')} {zeek.get('history')}"
-            f" · Wireshark completeness {flow.get('completeness')}"
+            f"{sep}Wireshark completeness {flow.get('completeness')}"
         )
     return lines
 
@@ -112,11 +113,12 @@ def _time_wait_text(flow: dict[str, Any], tw: dict[str, Any], sample_ts: float |
 
 def udp_lines(flow: dict[str, Any], fancy: bool) -> list[str]:
     arrow = "→" if fancy else "->"
+    sep = " · " if fancy else "; "
     grams = flow.get("datagrams") or []
     requests = sum(1 for d in grams if d.get("dir") == "c2s")
     replies = len(grams) - requests
     icmp = flow.get("icmp_unreachable")
-    text = f"{_ep(flow['client'])} {arrow} {_ep(flow['server'])} · {requests} requests, {replies} replies"
+    text = f"{_ep(flow['client'])} {arrow} {_ep(flow['server'])}{sep}{requests} requests, {replies} replies"
     if flow.get("echo"):
         text += ", every reply equals its request"
     lines = [text]
@@ -128,8 +130,13 @@ def udp_lines(flow: dict[str, Any], fancy: bool) -> list[str]:
 
 def scenario(result: ScenarioResult, console: Console) -> None:
     fancy = _fancy(console)
-    verdict = "PASS" if result.passed else ("STOPPED" if result.interrupted else "FAIL")
-    console.print(_rule(f"{result.name} · {result.scenario.summary}", verdict, console))
+    verdict = "PASS" if result.passed else "FAIL"
+    if result.interrupted:
+        verdict = "STOPPED"
+    elif not result.worker:
+        verdict = "NOT RUN"
+    dot = " · " if fancy else " - "
+    console.print(_rule(f"{result.name}{dot}{result.scenario.summary}", verdict, console))
     kernel = result.worker.get("kernel") or {}
     sample_ts = (kernel.get("sample") or {}).get("ts")
     report = result.report or {}
@@ -160,6 +167,9 @@ def scenario(result: ScenarioResult, console: Console) -> None:
                 style="red",
                 markup=False,
             )
+    error = result.worker.get("error")
+    if error:
+        console.print(f" {mark} {error['message']}", style="red", markup=False)
     for problem in result.problems:
         console.print(f" {mark} {problem}", style="red", markup=False)
     console.print()

@@ -283,10 +283,12 @@ def _judge(result: ScenarioResult, opts: RunOptions, isolation: str) -> None:
     except errors.AnalyzerError as exc:
         result.problems.append(f"cannot analyze {path}: {exc.message}")
         return
+    result.report = report
+    if w.get("interrupted"):
+        return  # a partial capture: shown as it is, not judged
     port_map = {result.scenario.port: result.scenario.server_port(True)} if opts.host_loopback else None
     result.checks = judge(result.scenario, w, report, port_map)
     report["checks"] = [c.to_dict() for c in result.checks]
-    result.report = report
     _measure_hold(result)
 
 

@@ -54,6 +54,8 @@ def decode_job(doc: dict[str, Any]) -> Any:
 
 
 def main() -> int:
+    # The parent forwards Ctrl-C as SIGINT; we may have inherited "ignore" (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_term)
     result: dict[str, Any] = {
         "event": "result",
@@ -68,8 +70,8 @@ def main() -> int:
             from analyzer.capture import netns
 
             isolation = netns.enter()  # before any thread exists
+            result["netns"] = os.stat("/proc/self/ns/net").st_ino
         result["isolation"] = isolation
-        result["netns"] = os.stat("/proc/self/ns/net").st_ino
         from analyzer.demos.driver import Exchange, run
 
         ex = Exchange()
