@@ -169,7 +169,7 @@ class _Layers:
         self.dst6: npt.NDArray[np.uint64] = np.zeros((0, 2), dtype=np.uint64)
         self.idx6: I64 = np.zeros(0, dtype=np.int64)
         # TCP header + 12 option bytes read together with the IPv4 header (IHL 5 only):
-        self.pre_idx: I64 = np.zeros(0, dtype=np.int64)
+        self.pre_mask: Bool | None = None
         self.pre: dict[str, npt.NDArray[np.generic]] = {}
 
     def be16(self, pos: I64) -> npt.NDArray[np.uint16]:
@@ -190,7 +190,7 @@ def decode(buf: Buffer, rec: Records) -> pd.DataFrame:
     """Decode every record of ``rec`` (found in ``buf``) into a PACKETS frame."""
     ly = _Layers(buf, rec)
     _link_layer(ly, rec.link_type)
-    _ipv4(ly, np.nonzero(ly.l3_kind == 4)[0])
+    _ipv4(ly)
     _ipv6(ly, np.nonzero(ly.l3_kind == 6)[0])
     cols, inner = _transport(ly)
     n = ly.n
@@ -301,43 +301,59 @@ def _null_loop(ly: _Layers, idx: I64, *, big_endian_only: bool) -> None:
 # -- network layer ----------------------------------------------------------------------------
 
 
-def _ipv4(ly: _Layers, idx: I64) -> None:
-    idx = _keep(idx, ~ly.short(idx, _take(ly.l3, idx) + 20))
-    if not len(idx):
+def _ipv4(ly: _Layers) -> None:
+    """IPv4 for every packet at once: masks over whole columns, no index arrays.
+
+    Nearly every packet of a typical capture is IPv4, so reading a header for the few that are
+    not (at offset 0, results masked away) is cheaper than gathering and scattering subsets.
+    """
+    m = ly.l3_kind == 4
+    if not m.any():
         return
-    l3 = _take(ly.l3, idx)
-    both = gather(ly.buf, l3, IP4_TCP_TS_DT)
+    l3 = ly.l3
+    m = _mark_if(ly, m & (l3 + 20 > ly.end), NOTE_TRUNCATED, m)
+    both = gather(ly.buf, np.where(m, l3, 0), IP4_TCP_TS_DT)
     h = both["ip"]
-    bad_version = (h["vihl"] >> 4) != 4
-    if bad_version.any():
-        ly.mark(idx[bad_version], NOTE_MALFORMED)
-        idx, h, l3 = idx[~bad_version], rows(h, ~bad_version), l3[~bad_version]
-    _put(ly.ip_version, idx, 4)
-    _put(ly.src4, idx, h["src"])
-    _put(ly.dst4, idx, h["dst"])
-    _put(ly.ip_proto, idx, h["proto"])
-    ihl = (h["vihl"] & 0x0F).astype(np.int64) << 2
+    vihl = h["vihl"]
+    m = _mark_if(ly, m & ((vihl >> 4) != 4), NOTE_MALFORMED, m)
+    ly.ip_version[m] = 4
+    np.copyto(ly.src4, h["src"], where=m)
+    np.copyto(ly.dst4, h["dst"], where=m)
+    proto = h["proto"]
+    np.copyto(ly.ip_proto, proto, where=m)
+    ihl = (vihl & 0x0F).astype(np.int64) << 2
     total = h["len"].astype(np.int64)
     frag = h["frag"]
-    frag_off = frag & 0x1FFF
-    is_frag = (frag & 0x3FFF) != 0  # MF or a fragment offset
-    bad = (ihl < 20) | (total < ihl)
-    ok = ~bad
+    is_frag = m & ((frag & 0x3FFF) != 0)  # MF or a fragment offset
     if is_frag.any():
-        _put(ly.ip_frag, idx, is_frag)
-        ly.mark(idx[is_frag], NOTE_FRAGMENT)
-        ok &= frag_off == 0
-    if bad.any():
-        ly.mark(idx[bad], NOTE_MALFORMED)
-    if ok.all():
-        _set_l4(ly, idx, l3 + ihl, l3 + total)
-    else:
-        _set_l4(ly, idx[ok], l3[ok] + ihl[ok], l3[ok] + total[ok])
-    # Hand the TCP headers already read (IHL 5 puts them right after the IPv4 header) to _tcp.
-    pre = ok & (ihl == 20) & (h["proto"] == IPPROTO_TCP)
+        ly.ip_frag |= is_frag
+        ly.note[is_frag] |= np.uint8(NOTE_FRAGMENT)
+    ok = _mark_if(ly, m & ((ihl < 20) | (total < ihl)), NOTE_MALFORMED, m)
+    ok &= (frag & 0x1FFF) == 0  # later fragments carry no transport header
+    dgram_end = l3 + total
+    np.copyto(ly.l4, l3 + ihl, where=ok)
+    np.copyto(ly.l4_end, dgram_end, where=ok)
+    _mark_past_capture(ly, ok & (dgram_end > ly.end))
+    # TCP headers already read: IHL 5 puts them right after the IPv4 header.
+    pre = ok & (ihl == 20) & (proto == IPPROTO_TCP)
     if pre.any():
-        fields = _fields(both["tcp"], TCP_FIELDS) | _fields(both["ts"], TS_FIELDS)
-        ly.pre_idx, ly.pre = (idx, fields) if pre.all() else (idx[pre], _subset(fields, pre))
+        ly.pre_mask = pre
+        ly.pre = _fields(both["tcp"], TCP_FIELDS) | _fields(both["ts"], TS_FIELDS)
+
+
+def _mark_if(ly: _Layers, bad: Bool, bit: int, alive: Bool) -> Bool:
+    """Note ``bit`` on the ``bad`` packets and return ``alive`` without them."""
+    if bad.any():
+        ly.note[bad] |= np.uint8(bit)
+        return alive & ~bad
+    return alive
+
+
+def _mark_past_capture(ly: _Layers, past: Bool) -> None:
+    """Datagrams longer than what was captured: truncated by snaplen, else malformed lengths."""
+    if past.any():
+        ly.note[past & ly.cut] |= np.uint8(NOTE_TRUNCATED)
+        ly.note[past & ~ly.cut] |= np.uint8(NOTE_MALFORMED)
 
 
 def _ipv6(ly: _Layers, idx: I64) -> None:
@@ -389,17 +405,11 @@ def _ipv6(ly: _Layers, idx: I64) -> None:
 
 
 def _set_l4(ly: _Layers, idx: I64, l4: I64, dgram_end: I64) -> None:
-    _put(ly.l4, idx, l4)
-    _put(ly.l4_end, idx, dgram_end)
-    past = dgram_end > _take(ly.end, idx)  # datagram longer than what was captured
-    if past.any():
-        p = idx[past]
-        cut = ly.cut[p]
-        ly.mark(p[cut], NOTE_TRUNCATED)
-        ly.mark(p[~cut], NOTE_MALFORMED)
-
-
-# -- transport --------------------------------------------------------------------------------
+    ly.l4[idx] = l4
+    ly.l4_end[idx] = dgram_end
+    past = np.zeros(ly.n, dtype=np.bool_)
+    past[idx] = dgram_end > ly.end[idx]
+    _mark_past_capture(ly, past)
 
 
 def _transport(ly: _Layers) -> tuple[dict[str, npt.NDArray[np.generic]], _Inner]:
@@ -428,11 +438,7 @@ def _transport(ly: _Layers) -> tuple[dict[str, npt.NDArray[np.generic]], _Inner]
         "inner_dport": np.zeros(n, np.uint16),
     }
     has_l4 = ly.l4 >= 0
-    tcp = has_l4 & (ly.ip_proto == IPPROTO_TCP)
-    if len(ly.pre_idx):
-        _tcp(ly, c, ly.pre_idx, ly.pre)
-        tcp[ly.pre_idx] = False
-    _tcp(ly, c, np.nonzero(tcp)[0], None)
+    _tcp(ly, c)
     _udp(ly, c, np.nonzero(has_l4 & (ly.ip_proto == 17))[0])
     icmp = has_l4 & (
         ((ly.ip_proto == IPPROTO_ICMP) & (ly.ip_version == 4))
@@ -463,61 +469,68 @@ def _fields(a: np.ndarray, names: tuple[str, ...]) -> Fields:  # type: ignore[ty
     return {name: a[name].astype(a.dtype[name].newbyteorder("=")) for name in names}
 
 
-def _subset(f: Fields, sel: Bool) -> Fields:
-    return {k: v[sel] for k, v in f.items()}
-
-
-def _tcp(ly: _Layers, c: Fields, idx: I64, pre: Fields | None) -> None:
-    """TCP fields of ``idx``; ``pre`` holds TCP_FIELDS + TS_FIELDS when _ipv4 already read them."""
-    l4 = _take(ly.l4, idx)
-    whole = ~ly.short(idx, l4 + 20)
-    if not whole.all():
-        idx, l4 = idx[whole], l4[whole]
-        pre = _subset(pre, whole) if pre is not None else None
-    if not len(idx):
+def _tcp(ly: _Layers, c: Fields) -> None:
+    """TCP for every packet at once (masks over whole columns), like _ipv4."""
+    m = (ly.l4 >= 0) & (ly.ip_proto == IPPROTO_TCP)
+    if not m.any():
         return
-    h = pre if pre is not None else _fields(gather(ly.buf, l4, TCP_DT), TCP_FIELDS)
+    l4, end = ly.l4, ly.end
+    m = _mark_if(ly, m & (l4 + 20 > end), NOTE_TRUNCATED, m)
+    h = _tcp_header_fields(ly, m)
     off_byte = h["off"].astype(np.int64)
     doff = (off_byte >> 4) << 2
-    keep = doff >= 20
-    if not keep.all():
-        ly.mark(idx[~keep], NOTE_MALFORMED)
-    keep &= ~ly.short(idx, l4 + doff)
-    if not keep.all():
-        idx, doff, l4, h = idx[keep], doff[keep], l4[keep], _subset(h, keep)
+    m = _mark_if(ly, m & (doff < 20), NOTE_MALFORMED, m)
+    m = _mark_if(ly, m & (l4 + doff > end), NOTE_TRUNCATED, m)
     for name in ("sport", "dport", "seq", "ack", "win"):
-        _put(c[name], idx, h[name])
-    flags_hi = h["off"].astype(np.int64) & 0x0F  # reserved bits + AE, after the filtering above
-    _put(c["tcp_flags"], idx, (flags_hi << 8) | h["flags"].astype(np.int64))
-    _payload(ly, c, idx, l4 + doff, _take(ly.l4_end, idx) - l4 - doff)
-    ts = {k: h[k] for k in TS_FIELDS} if pre is not None else None
-    with_opts = doff > 20
-    if with_opts.all():
-        _tcp_options(ly, c, idx, l4 + 20, l4 + doff, ts)
-    else:
-        sub_ts = _subset(ts, with_opts) if ts is not None else None
-        _tcp_options(ly, c, idx[with_opts], l4[with_opts] + 20, l4[with_opts] + doff[with_opts], sub_ts)
+        np.copyto(c[name], h[name], where=m, casting="unsafe")
+    flags = ((off_byte & 0x0F) << 8) | h["flags"].astype(np.int64)  # reserved bits + AE, then the eight
+    np.copyto(c["tcp_flags"], flags, where=m, casting="unsafe")
+    data_at = l4 + doff
+    length = ly.l4_end - data_at
+    bad = m & (length < 0)
+    if bad.any():
+        ly.note[bad] |= np.uint8(NOTE_MALFORMED)
+        length = np.where(bad, 0, length)
+    np.copyto(c["payload_len"], length, where=m, casting="unsafe")
+    np.copyto(c["payload_offset"], data_at, where=m)
+    captured = np.minimum(np.maximum(end - data_at, 0), length)
+    np.copyto(c["payload_caplen"], captured, where=m, casting="unsafe")
+    with_opts = m & (doff > 20)
+    # Fast path: exactly NOP, NOP, TS (12 bytes), as Linux sends on every established segment.
+    ts_hit = with_opts & (doff == 32) & (h["nopnop"] == NOP_NOP_TS)
+    if ts_hit.any():
+        np.copyto(c["opt_ts"], True, where=ts_hit)
+        np.copyto(c["opt_tsval"], h["tsval"], where=ts_hit)
+        np.copyto(c["opt_tsecr"], h["tsecr"], where=ts_hit)
+    rest = np.nonzero(with_opts & ~ts_hit)[0]
+    _tcp_options(ly, c, rest, l4[rest] + 20, data_at[rest])
 
 
-def _tcp_options(ly: _Layers, c: Fields, idx: I64, start: I64, stop: I64, pre_ts: Fields | None) -> None:
+def _tcp_header_fields(ly: _Layers, m: Bool) -> Fields:
+    """TCP_FIELDS + TS_FIELDS for the ``m`` packets, full-length (garbage where not ``m``)."""
+    pre = ly.pre_mask
+    h = ly.pre if pre is not None else None
+    missing = m if pre is None else m & ~pre
+    if not missing.any():
+        assert h is not None
+        return h
+    if h is None or missing.sum() * 4 > ly.n:  # most headers still unread: one gather for all
+        return _read_tcp_fields(ly, np.where(m, ly.l4, 0))
+    idx = np.nonzero(missing)[0]
+    for name, values in _read_tcp_fields(ly, ly.l4[idx]).items():
+        h[name][idx] = values
+    return h
+
+
+def _read_tcp_fields(ly: _Layers, at: I64) -> Fields:
+    tcp = _fields(gather(ly.buf, at, TCP_DT), TCP_FIELDS)
+    return tcp | _fields(gather(ly.buf, at + 20, LINUX_TS_DT), TS_FIELDS)
+
+
+def _tcp_options(ly: _Layers, c: Fields, idx: I64, start: I64, stop: I64) -> None:
+    """Walk the option lists of ``idx`` (those not in Linux's NOP,NOP,TS layout), all in step."""
     if not len(idx):
         return
-    # Fast path: exactly NOP, NOP, TS (12 bytes), as Linux sends on every established segment.
-    t = pre_ts if pre_ts is not None else _fields(gather(ly.buf, start, LINUX_TS_DT), TS_FIELDS)
-    hit = ((stop - start) == 12) & (t["nopnop"] == NOP_NOP_TS)
-    if hit.any():
-        if len(idx) == ly.n:  # masks over whole columns: no index arrays
-            np.copyto(c["opt_ts"], True, where=hit)
-            np.copyto(c["opt_tsval"], t["tsval"], where=hit)
-            np.copyto(c["opt_tsecr"], t["tsecr"], where=hit)
-        else:
-            sub = idx[hit]
-            c["opt_ts"][sub] = True
-            c["opt_tsval"][sub] = t["tsval"][hit]
-            c["opt_tsecr"][sub] = t["tsecr"][hit]
-        if hit.all():
-            return
-        idx, start, stop = idx[~hit], start[~hit], stop[~hit]
     pos = start.copy()
     active = pos < stop
     u8 = ly.u8
