@@ -361,8 +361,10 @@ class _Tcp:
             else:
                 ipid = self.ipid_s
                 self.ipid_s = (ipid + 1) & 0xFFFF
-            if opts == "none":
-                ipid = 0  # replies from no socket (refused, reset) carry IP-ID 0 on Linux
+            if opts == "none" or flags == F_SYN | F_ACK:
+                # Linux sends IP-ID 0 from request and reset sockets (SYN-ACK, refused, bare RST),
+                # as seen with tcpdump -i any on lo.
+                ipid = 0
             h = _IP4.pack(0x45, 0, 20 + tcp_len, ipid, 0x4000, 64, 6, 0, LO4, LO4)
             ip = _IP4.pack(
                 0x45, 0, 20 + tcp_len, ipid, 0x4000, 64, 6, _fold(int.from_bytes(h, "big")), LO4, LO4
