@@ -581,7 +581,8 @@ class Generator:
         key = (c.v6, c.cport)
         self._busy_until[key] = end + (1_000_000 if client_tw else 1)
         self._last[(c.v6, c.cport, c.sport)] = (c.nxt_c, c.nxt_s)
-        self._recent.append((end, c.v6, c.cport, c.sport, client_tw))
+        if kind != "refused":  # nobody listens there: not a tuple a client would come back to
+            self._recent.append((end, c.v6, c.cport, c.sport, client_tw))
         self._kind_of[c.fid] = kind
         self._expected[c.fid] = len(c.out)
         return c.out
