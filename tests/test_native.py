@@ -8,6 +8,7 @@ walk, damaged files, the speculative IPv4+TCP read, the NOP,NOP,TS fast path).
 from __future__ import annotations
 
 import gzip
+import shutil
 import struct
 from pathlib import Path
 
@@ -288,3 +289,46 @@ def test_property_garbage_frames_never_raise(tmp_path: Path, frames: list[bytes]
     off = df["payload_offset"]
     inside = off[off >= 0] + df["payload_caplen"][off >= 0]
     assert (inside <= len(data)).all()
+
+
+# -- the optional C record walker ---------------------------------------------------------------
+
+
+def _records_both_ways(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
+    from analyzer.decode.source import CaptureBytes
+
+    with CaptureBytes(path) as src:
+        fast = read_records(src.data, path)
+        monkeypatch.setenv("ANALYZER_PURE_PYTHON", "1")
+        slow = read_records(src.data, path)
+        monkeypatch.delenv("ANALYZER_PURE_PYTHON")
+    return fast, slow
+
+
+@pytest.mark.parametrize("name", sorted(__import__("capbuild").CAPTURES))
+def test_c_and_python_record_walks_agree(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import capbuild
+
+    path = capbuild.CAPTURES[name](tmp_path)
+    fast, slow = _records_both_ways(path, monkeypatch)
+    for field in ("data_off", "caplen", "wirelen", "ts_ns", "link_type"):
+        assert np.array_equal(getattr(fast, field), getattr(slow, field)), field
+    assert (fast.warnings, fast.link_types) == (slow.warnings, slow.link_types)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("cut", [0, 7, 20, 33])
+def test_c_and_python_walks_agree_on_damaged_files(
+    cut: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = pcap_bytes([linux_segment(1, 2, i, 4, b"x" * i) for i in range(1, 30)])
+    path = write(tmp_path, data[: len(data) - cut])
+    fast, slow = _records_both_ways(path, monkeypatch)
+    assert np.array_equal(fast.data_off, slow.data_off)  # type: ignore[attr-defined]
+    assert fast.warnings == slow.warnings  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler")
+def test_c_walker_is_built_where_a_compiler_exists() -> None:
+    from analyzer.decode import container
+
+    assert container._walk is not None, "setup.py's optional extension failed to build"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import os
 import struct
 import sys
 from collections.abc import Iterator
@@ -35,6 +36,11 @@ PCAPNG_EPB = 0x00000006  # enhanced packet block
 OPT_IF_TSRESOL = 9  # IDB option: timestamp resolution
 OPT_IF_TSOFFSET = 14  # IDB option: seconds added to every timestamp
 NATIVE = "<" if sys.byteorder == "little" else ">"
+
+try:  # the optional C walker (setup.py builds it when a compiler exists)
+    from analyzer.decode import _walk  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - exercised on machines without a compiler
+    _walk = None
 MAX_SANE_CAPLEN = 0x4000000  # 64 MiB: Wireshark's largest accepted record (WTAP_MAX_PACKET_SIZE_*)
 
 I64 = npt.NDArray[np.int64]
@@ -106,6 +112,12 @@ def _read_pcap(buf: Buffer, path: Path, order: str, nano: bool) -> Records:
 
 def _walk_pcap(buf: Buffer, order: str) -> I64:
     """Offsets of every record header; the one inherently sequential step."""
+    if _walk is not None and os.environ.get("ANALYZER_PURE_PYTHON") != "1":
+        return np.frombuffer(_walk.walk_pcap(buf, order != NATIVE), dtype=np.int64)
+    return _walk_pcap_python(buf, order)
+
+
+def _walk_pcap_python(buf: Buffer, order: str) -> I64:
     offsets = array.array("q")  # no list of int objects; becomes a numpy array without a copy
     append = offsets.append
     off = 24
@@ -191,10 +203,18 @@ def _read_pcapng(buf: Buffer, path: Path) -> Records:
     unpack = struct.Struct("<II").unpack_from
     off = 0
     append = epb.append
+    c_runs: list[I64] = []  # EPB offsets found by the C walker, in runs
+    use_c = _walk is not None and os.environ.get("ANALYZER_PURE_PYTHON") != "1"
     with _word_views(buf) as words_by_alignment:
         words = words_by_alignment[0]  # pcapng blocks are 4-byte aligned
         native = True
         while off + 12 <= size:
+            if use_c:
+                found, off = _walk.walk_pcapng_epb(buf, off, not native)
+                if found:
+                    c_runs.append(np.frombuffer(found, dtype=np.int64))
+                if off + 12 > size:
+                    break
             if native:
                 btype, blen = words[off >> 2], words[(off >> 2) + 1]
             else:
@@ -222,7 +242,9 @@ def _read_pcapng(buf: Buffer, path: Path) -> Records:
             off += blen
     if not sections:
         raise CaptureFormatError(f"{path}: pcapng without a section header block")
-    return _pcapng_columns(buf, path, sections, np.array(epb, dtype=np.int64), others, warnings)
+    runs = [*c_runs, np.array(epb, dtype=np.int64)]
+    epb_offsets = np.sort(np.concatenate(runs)) if len(runs) > 1 else runs[0]
+    return _pcapng_columns(buf, path, sections, epb_offsets, others, warnings)
 
 
 def _section_order(buf: Buffer, off: int, path: Path) -> str:

@@ -1,0 +1,100 @@
+/*
+ * The record walks of the native decoder, in C.
+ *
+ * Finding where each pcap record (or pcapng block) starts is the only inherently sequential step
+ * of decoding: each position depends on the previous record's length. In Python that loop costs
+ * ~150 ns per record (0.15 s per million packets, a sixth of the whole decode); here it is a few
+ * ns. Everything else stays numpy. The module is optional: when it cannot be built, container.py
+ * runs the same walks in Python (both are tested to agree).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+static uint32_t rd32(const unsigned char *p, int swap) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    if (swap) v = __builtin_bswap32(v);
+    return v;
+}
+
+/* A growable int64 array returned to Python as a bytes object. */
+typedef struct { int64_t *data; Py_ssize_t len, cap; } vec;
+
+static int vec_push(vec *v, int64_t x) {
+    if (v->len == v->cap) {
+        Py_ssize_t cap = v->cap ? v->cap * 2 : 4096;
+        int64_t *d = PyMem_Realloc(v->data, (size_t)cap * sizeof(int64_t));
+        if (!d) return -1;
+        v->data = d;
+        v->cap = cap;
+    }
+    v->data[v->len++] = x;
+    return 0;
+}
+
+static PyObject *vec_bytes(vec *v) {
+    PyObject *b = PyBytes_FromStringAndSize((const char *)v->data, v->len * (Py_ssize_t)sizeof(int64_t));
+    PyMem_Free(v->data);
+    return b;
+}
+
+/* walk_pcap(buf, swap) -> bytes of int64 record-header offsets (records start at 24). */
+static PyObject *walk_pcap(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    int swap;
+    if (!PyArg_ParseTuple(args, "y*p", &view, &swap)) return NULL;
+    const unsigned char *buf = view.buf;
+    Py_ssize_t n = view.len, off = 24;
+    vec out = {0};
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (off + 16 <= n) {
+        if (vec_push(&out, off)) { failed = 1; break; }
+        off += 16 + (Py_ssize_t)rd32(buf + off + 8, swap);
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (failed) { PyMem_Free(out.data); return PyErr_NoMemory(); }
+    return vec_bytes(&out);
+}
+
+/*
+ * walk_pcapng_epb(buf, start, swap) -> (bytes of int64 EPB offsets, stop offset)
+ * Follows well-formed Enhanced Packet Blocks from `start` and stops at the first block that is
+ * anything else (or malformed): the caller handles that block in Python and calls again.
+ */
+static PyObject *walk_pcapng_epb(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t off;
+    int swap;
+    if (!PyArg_ParseTuple(args, "y*np", &view, &off, &swap)) return NULL;
+    const unsigned char *buf = view.buf;
+    Py_ssize_t n = view.len;
+    vec out = {0};
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (off + 12 <= n) {
+        uint32_t type = rd32(buf + off, swap), len = rd32(buf + off + 4, swap);
+        if (type != 6 || len < 32 || (len & 3) || off + (Py_ssize_t)len > n) break;
+        if (vec_push(&out, off)) { failed = 1; break; }
+        off += len;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (failed) { PyMem_Free(out.data); return PyErr_NoMemory(); }
+    PyObject *b = vec_bytes(&out);
+    if (!b) return NULL;
+    return Py_BuildValue("(Nn)", b, off);
+}
+
+static PyMethodDef methods[] = {
+    {"walk_pcap", walk_pcap, METH_VARARGS, "Offsets of every classic pcap record header."},
+    {"walk_pcapng_epb", walk_pcapng_epb, METH_VARARGS, "Offsets of consecutive pcapng EPBs."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_walk", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__walk(void) { return PyModule_Create(&module); }
