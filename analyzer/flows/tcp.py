@@ -1,0 +1,525 @@
+"""TCP flow analysis: one row and one report record per TCP connection.
+
+``analyze_tcp(packets, payloads)`` runs the stages, each in its own module:
+
+* ``tcp_streams`` - connections (like ``tcp.stream``, with port reuse) and the client;
+* ``tcp_seq`` - relative sequence numbers per direction;
+* ``tcp_handshake`` - handshake state, ISNs, RTT, SYN retransmissions, options;
+* ``tcp_data`` - reassembly, bytes, sha256/preview, retransmissions, gaps, dup ACKs, ...;
+* ``tcp_teardown`` - teardown kind, FIN/RST evidence, TIME_WAIT holder and timing;
+* ``tcp_states`` - RFC 9293 per-endpoint state timelines and anomalies (table-driven);
+* ``tcp_interop`` - Zeek ``conn_state``/``history`` and Wireshark ``tcp.completeness``.
+
+Every stage works on whole numpy columns (the SYN/FIN/RST rows are few; payload and ACK rows are
+handled by group operations); Python loops run only per distinct event pattern, over the rare
+connections that need a careful path, and once per connection to build its report record.
+
+``TcpFlows.table`` follows ``TCP_FLOWS`` (below); ``TcpFlows.records`` are the ``tcp`` entries of
+the ``analyzer.report/1`` JSON document.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from analyzer.decode.source import CaptureBytes
+from analyzer.flows.tcp_data import DataFacts, StreamIndex, analyze_data
+from analyzer.flows.tcp_handshake import HANDSHAKE_STATES, HandshakeFacts, SideOptions, analyze_handshake
+from analyzer.flows.tcp_interop import InteropFacts, analyze_interop, completeness_label
+from analyzer.flows.tcp_seq import compute_seq
+from analyzer.flows.tcp_states import SIDES, StateEvents, run_states
+from analyzer.flows.tcp_streams import TcpPackets, build_tcp_packets
+from analyzer.flows.tcp_teardown import (
+    H_NONE,
+    HOLDERS,
+    RST,
+    TEARDOWN_KINDS,
+    TIME_WAIT_NOTE,
+    TeardownFacts,
+    analyze_teardown,
+)
+from analyzer.schema import Column
+
+__all__ = ["TCP_FLOWS", "TIME_WAIT_NOTE", "TcpFlows", "analyze_tcp", "stream_bytes"]
+
+DIRECTIONS = ("client_to_server", "server_to_client")
+
+TCP_FLOWS: tuple[Column, ...] = (
+    Column("id", "int64", "connection number from 0, in order of first packet (like tcp.stream)"),
+    Column("client_ip", "category", "client address (sender of the first SYN)"),
+    Column("client_port", "int64", "client port"),
+    Column("server_ip", "category", "server address"),
+    Column("server_port", "int64", "server port"),
+    Column("client_guessed", "bool", "no SYN/SYN-ACK: the client is the first packet's sender"),
+    Column("first_ts", "float64", "time of the first packet, epoch seconds"),
+    Column("last_ts", "float64", "time of the last packet, epoch seconds"),
+    Column("first_frame", "int64", "frame number of the first packet"),
+    Column("last_frame", "int64", "frame number of the last packet"),
+    Column("packets", "int64", "packets in both directions"),
+    Column("c2s_packets", "int64", "packets client -> server"),
+    Column("s2c_packets", "int64", "packets server -> client"),
+    Column("handshake", "category", "complete, partial, refused, no-reply, simultaneous-open, not-seen"),
+    Column("rtt_ms", "float64", "handshake RTT (last SYN -> final ACK), NaN unless complete"),
+    Column("client_isn", "int64", "client initial sequence number, -1 when no SYN seen"),
+    Column("server_isn", "int64", "server initial sequence number, -1 when no SYN-ACK seen"),
+    Column("syn_retransmits", "int64", "client SYNs beyond the first"),
+    Column("c2s_bytes", "int64", "unique payload bytes client -> server"),
+    Column("s2c_bytes", "int64", "unique payload bytes server -> client"),
+    Column("c2s_segments", "int64", "payload segments client -> server (retransmissions included)"),
+    Column("s2c_segments", "int64", "payload segments server -> client"),
+    Column("c2s_missing", "int64", "client -> server stream bytes never captured (gaps)"),
+    Column("s2c_missing", "int64", "server -> client stream bytes never captured"),
+    Column("c2s_sha256", "object", "sha256 of the reassembled client -> server bytes; None without payloads"),
+    Column("s2c_sha256", "object", "sha256 of the reassembled server -> client bytes"),
+    Column("retransmissions", "int64", "retransmitted payload segments, both directions"),
+    Column("out_of_order", "int64", "out-of-order payload segments, both directions"),
+    Column("dup_acks", "int64", "duplicate ACKs, both directions"),
+    Column("zero_windows", "int64", "zero-window advertisements, both directions"),
+    Column("keep_alives", "int64", "keep-alive probes, both directions"),
+    Column("teardown", "category", "fin-4way, fin-3way, simultaneous, rst, half-closed, open"),
+    Column("first_fin", "category", "client or server (the active closer); none without FIN"),
+    Column("client_fin_acked", "bool", "the client's FIN was ACKed by the server"),
+    Column("server_fin_acked", "bool", "the server's FIN was ACKed by the client"),
+    Column("rst_by", "category", "sender of the first RST: client, server or none"),
+    Column("fin_before_rst", "bool", "a FIN preceded the first RST"),
+    Column("bytes_after_first_fin", "int64", "new bytes the other side sent after the first FIN"),
+    Column("time_wait_holder", "category", "client, server, both or none"),
+    Column("time_wait_start", "float64", "when TIME_WAIT began (epoch s), NaN if none/unknown"),
+    Column("time_wait_until", "float64", "start + 2*MSL, extended by re-ACKed FINs"),
+    Column("time_wait_hold_s", "float64", "until - start"),
+    Column("time_wait_reused_by", "int64", "id of a connection whose SYN reused the tuple in TIME_WAIT, -1"),
+    Column("time_wait_rst", "bool", "a RST hit the tuple during TIME_WAIT (RFC 1337)"),
+    Column("time_wait_fin_reacked", "bool", "a retransmitted FIN was ACKed again during TIME_WAIT"),
+    Column("conn_state", "category", "Zeek conn_state"),
+    Column("history", "object", "Zeek history string"),
+    Column("completeness", "int64", "Wireshark tcp.completeness value"),
+    Column("anomalies", "int64", "number of anomalies in the record"),
+)
+TCP_FLOW_COLUMNS: tuple[str, ...] = tuple(c.name for c in TCP_FLOWS)
+
+
+@dataclass(frozen=True)
+class TcpFlows:
+    """Result of ``analyze_tcp``: ``table`` (``TCP_FLOWS`` columns) and JSON-ready ``records``."""
+
+    table: pd.DataFrame
+    records: list[dict[str, Any]]
+    streams: _Streams | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class _Streams:
+    """What ``stream_bytes`` needs: the block of each connection id, and the stream index."""
+
+    block_of_id: npt.NDArray[np.int64]
+    index: StreamIndex | None
+
+
+def stream_bytes(flows: TcpFlows, conn_id: int, direction: str, payloads: CaptureBytes) -> bytes:
+    """Reassembled bytes of one direction (``"c2s"``/``"s2c"``) of connection ``conn_id``.
+
+    Gaps (bytes never captured) are left out; ``data.<dir>.gaps`` in the record lists them.
+    """
+    if flows.streams is None:
+        raise ValueError("these TcpFlows carry no stream index (analyze_tcp builds one)")
+    if direction not in ("c2s", "s2c"):
+        raise ValueError(f"direction must be 'c2s' or 's2c', not {direction!r}")
+    index = flows.streams.index
+    if index is None:
+        return b""
+    block = int(flows.streams.block_of_id[conn_id])
+    mv = memoryview(payloads.data)
+    return b"".join([mv[o : o + n] for o, n in index.pieces(2 * block + (0 if direction == "c2s" else 1))])
+
+
+def analyze_tcp(packets: pd.DataFrame, payloads: CaptureBytes | None, *, msl: float = 30.0) -> TcpFlows:
+    """Reconstruct and check every TCP connection of a PACKETS frame.
+
+    ``payloads`` gives access to the capture's bytes for sha256/preview; with ``None`` those are
+    ``None``. ``msl`` is the maximum segment lifetime in seconds (TIME_WAIT = 2*MSL).
+    """
+    tp = build_tcp_packets(packets)
+    si = compute_seq(tp)
+    hs = analyze_handshake(packets, tp, si)
+    data = analyze_data(tp, si, payloads, hs.rtt_ms / 1000.0)
+    td = analyze_teardown(packets, tp, si, hs, data.is_data, data.origin, msl)
+    st = run_states(tp, si, hs, td, data.is_data)
+    io = analyze_interop(tp, si, data.bytes[0::2], data.bytes[1::2], data.gaps, data.origin)
+    anomalies = _anomalies(tp, hs, data, td, st)
+    table = _table(tp, hs, data, td, io, anomalies)
+    records = _records(tp, hs, data, td, st, io, anomalies)
+    order = np.argsort(tp.conn_id)
+    table = table.iloc[order].reset_index(drop=True)
+    records = [records[i] for i in order.tolist()]
+    block_of_id = np.empty(tp.n_blocks, dtype=np.int64)
+    block_of_id[tp.conn_id] = np.arange(tp.n_blocks, dtype=np.int64)
+    return TcpFlows(table=table, records=records, streams=_Streams(block_of_id, data.stream_index))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _opt_or_none(values: npt.NDArray[np.generic], missing: npt.NDArray[np.bool_]) -> list[Any]:
+    out = values.astype(object)
+    out[missing] = None
+    return list(out.tolist())
+
+
+def _float_or_none(values: npt.NDArray[np.float64]) -> list[float | None]:
+    return [None if math.isnan(v) else v for v in values.tolist()]
+
+
+def _anomalies(
+    tp: TcpPackets, hs: HandshakeFacts, data: DataFacts, td: TeardownFacts, st: StateEvents
+) -> list[list[dict[str, Any]]]:
+    """Anomalies per block: the state machine's, plus checks on the teardown and the data."""
+    nb = tp.n_blocks
+    frame_l = tp.frame.tolist()
+    ts_l = tp.ts.tolist()
+    ev_pkt = st.ev_pkt.tolist()
+    ev_start = st.ev_start.tolist()
+    pat = st.pattern_of_block.tolist()
+    out: list[list[dict[str, Any]]] = [[] for _ in range(nb)]
+    for b in range(nb):
+        found = st.results[pat[b]].anomalies
+        if found:
+            base = ev_start[b]
+            for name, side, pos in found:
+                k = ev_pkt[base + pos]
+                out[b].append({"name": name, "side": SIDES[side], "frame": frame_l[k], "ts": ts_l[k]})
+
+    def add(mask: npt.NDArray[np.bool_], name: str, side: str | None, idx: npt.NDArray[np.int64]) -> None:
+        for b in np.flatnonzero(mask).tolist():
+            k = int(idx[b])
+            entry: dict[str, Any] = {"name": name, "side": side, "frame": None, "ts": None}
+            if k >= 0:
+                entry["frame"], entry["ts"] = frame_l[k], ts_l[k]
+            out[b].append(entry)
+
+    not_rst = td.kind != RST
+    for d, side in enumerate(SIDES):
+        add(not_rst & (td.fin_idx[d] >= 0) & (td.fin_ack_idx[d] < 0), "fin_not_acked", side, td.fin_idx[d])
+        add(data.missing[d::2] > 0, "missing_bytes", side, np.full(nb, -1, dtype=np.int64))
+    holder_set = td.holder != H_NONE
+    add(holder_set & np.isnan(td.tw_start), "time_wait_start_unknown", None, np.full(nb, -1, np.int64))
+    reuse = td.reused_by >= 0
+    bad6191 = reuse & np.array([v is False for v in td.rfc6191_ok.tolist()], dtype=bool)
+    add(bad6191, "rfc6191_violation", None, np.full(nb, -1, np.int64))
+    del hs
+    return out
+
+
+def _table(
+    tp: TcpPackets,
+    hs: HandshakeFacts,
+    data: DataFacts,
+    td: TeardownFacts,
+    io: InteropFacts,
+    anomalies: list[list[dict[str, Any]]],
+) -> pd.DataFrame:
+    nb = tp.n_blocks
+    counts = tp.counts()
+    c2s_pk = np.bincount(tp.block[tp.dir == 0], minlength=nb)
+    side3 = ("client", "server", "none")
+
+    def cat(codes: npt.NDArray[np.int64], names: tuple[str, ...]) -> pd.Categorical[str]:
+        return pd.Categorical.from_codes(codes.astype(np.int64), categories=pd.Index(list(names)))
+
+    def side_codes(d: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        return np.where(d < 0, 2, d)
+
+    last = np.maximum(tp.ends - 1, 0)
+    hold = td.tw_hold
+    cols: dict[str, Any] = {
+        "id": tp.conn_id,
+        "client_ip": pd.Categorical(tp.client_ip),
+        "client_port": tp.client_port,
+        "server_ip": pd.Categorical(tp.server_ip),
+        "server_port": tp.server_port,
+        "client_guessed": tp.client_guessed,
+        "first_ts": tp.ts[tp.starts] if nb else np.zeros(0),
+        "last_ts": tp.ts[last] if nb else np.zeros(0),
+        "first_frame": tp.frame[tp.starts] if nb else np.zeros(0, np.int64),
+        "last_frame": tp.frame[last] if nb else np.zeros(0, np.int64),
+        "packets": counts,
+        "c2s_packets": c2s_pk.astype(np.int64),
+        "s2c_packets": (counts - c2s_pk).astype(np.int64),
+        "handshake": cat(hs.state, HANDSHAKE_STATES),
+        "rtt_ms": hs.rtt_ms,
+        "client_isn": hs.client_isn,
+        "server_isn": hs.server_isn,
+        "syn_retransmits": hs.syn_retransmits,
+        "c2s_bytes": data.bytes[0::2],
+        "s2c_bytes": data.bytes[1::2],
+        "c2s_segments": data.segments[0::2],
+        "s2c_segments": data.segments[1::2],
+        "c2s_missing": data.missing[0::2],
+        "s2c_missing": data.missing[1::2],
+        "c2s_sha256": np.asarray(data.sha256[0::2], dtype=object),
+        "s2c_sha256": np.asarray(data.sha256[1::2], dtype=object),
+        "retransmissions": data.retransmissions[0::2] + data.retransmissions[1::2],
+        "out_of_order": data.out_of_order[0::2] + data.out_of_order[1::2],
+        "dup_acks": data.dup_acks[0::2] + data.dup_acks[1::2],
+        "zero_windows": data.zero_windows[0::2] + data.zero_windows[1::2],
+        "keep_alives": data.keep_alives[0::2] + data.keep_alives[1::2],
+        "teardown": cat(td.kind, TEARDOWN_KINDS),
+        "first_fin": cat(side_codes(td.first_fin), side3),
+        "client_fin_acked": td.fin_ack_idx[0] >= 0,
+        "server_fin_acked": td.fin_ack_idx[1] >= 0,
+        "rst_by": cat(side_codes(td.rst_dir), side3),
+        "fin_before_rst": td.fin_before_rst,
+        "bytes_after_first_fin": td.bytes_after_first_fin,
+        "time_wait_holder": cat(td.holder, HOLDERS),
+        "time_wait_start": td.tw_start,
+        "time_wait_until": td.tw_until,
+        "time_wait_hold_s": hold,
+        "time_wait_reused_by": td.reused_by,
+        "time_wait_rst": td.rst_in_time_wait,
+        "time_wait_fin_reacked": td.fin_reacked,
+        "conn_state": pd.Categorical(io.conn_state),
+        "history": np.asarray(io.history, dtype=object),
+        "completeness": io.completeness,
+        "anomalies": np.fromiter((len(a) for a in anomalies), dtype=np.int64, count=nb),
+    }
+    return pd.DataFrame(cols, columns=list(TCP_FLOW_COLUMNS))
+
+
+def _side_options(o: SideOptions) -> list[dict[str, Any] | None]:
+    seen = o.seen.tolist()
+    mss = o.mss.tolist()
+    ws = o.wscale.tolist()
+    sack = o.sack_perm.tolist()
+    tsopt = o.timestamps.tolist()
+    return [
+        {
+            "mss": mss[i] if mss[i] > 0 else None,
+            "wscale": ws[i] if ws[i] >= 0 else None,
+            "sack_perm": sack[i],
+            "timestamps": tsopt[i],
+        }
+        if seen[i]
+        else None
+        for i in range(len(seen))
+    ]
+
+
+def _records(
+    tp: TcpPackets,
+    hs: HandshakeFacts,
+    data: DataFacts,
+    td: TeardownFacts,
+    st: StateEvents,
+    io: InteropFacts,
+    anomalies: list[list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """The ``tcp`` records of analyzer.report/1, in block order.
+
+    Built column by column with comprehensions over zipped Python lists: at 10^5 connections the
+    per-record cost is what matters, and indexing numpy arrays element by element is slow.
+    """
+    nb = tp.n_blocks
+    if nb == 0:
+        return []
+    frame = tp.frame
+    ts = tp.ts
+    handshakes = [
+        {
+            "state": state,
+            "rtt_ms": rtt,
+            "client_isn": c_isn,
+            "server_isn": s_isn,
+            "syn_retransmits": rtx,
+            "options": {"client": c_opt, "server": s_opt},
+        }
+        for state, rtt, c_isn, s_isn, rtx, c_opt, s_opt in zip(
+            [HANDSHAKE_STATES[i] for i in hs.state.tolist()],
+            _float_or_none(np.round(hs.rtt_ms, 6)),
+            _opt_or_none(hs.client_isn, hs.client_isn < 0),
+            _opt_or_none(hs.server_isn, hs.server_isn < 0),
+            hs.syn_retransmits.tolist(),
+            _side_options(hs.client_opts),
+            _side_options(hs.server_opts),
+            strict=True,
+        )
+    ]
+
+    directions = []
+    for d in (0, 1):
+        directions.append(
+            [
+                {
+                    "bytes": nbytes,
+                    "segments": segs,
+                    "sha256": digest,
+                    "preview": text,
+                    "retransmissions": rtx,
+                    "out_of_order": ooo,
+                    "dup_acks": dup,
+                    "zero_windows": zw,
+                    "keep_alives": ka,
+                    "missing_bytes": miss,
+                    "gaps": gaps,
+                }
+                for nbytes, segs, digest, text, rtx, ooo, dup, zw, ka, miss, gaps in zip(
+                    data.bytes[d::2].tolist(),
+                    data.segments[d::2].tolist(),
+                    data.sha256[d::2],
+                    data.preview[d::2],
+                    data.retransmissions[d::2].tolist(),
+                    data.out_of_order[d::2].tolist(),
+                    data.dup_acks[d::2].tolist(),
+                    data.zero_windows[d::2].tolist(),
+                    data.keep_alives[d::2].tolist(),
+                    data.missing[d::2].tolist(),
+                    data.gaps[d::2],
+                    strict=True,
+                )
+            ]
+        )
+    datas = [
+        {"client_to_server": c2s, "server_to_client": s2c, "retransmissions": rtx, "out_of_order": ooo}
+        for c2s, s2c, rtx, ooo in zip(
+            directions[0],
+            directions[1],
+            (data.retransmissions[0::2] + data.retransmissions[1::2]).tolist(),
+            (data.out_of_order[0::2] + data.out_of_order[1::2]).tolist(),
+            strict=True,
+        )
+    ]
+
+    side_or_none = ("client", "server", None)
+    c_sent = td.fin_idx[0] >= 0
+    s_sent = td.fin_idx[1] >= 0
+    rst_sides = np.zeros(nb, dtype=np.int64)
+    is_rst = (tp.flags & 0x04) != 0
+    np.bitwise_or.at(rst_sides, tp.block[is_rst], np.where(tp.dir[is_rst] == 0, 1, 2))
+    rst_by = [
+        side_or_none[d] if sides != 3 else "both"
+        for d, sides in zip(td.rst_dir.tolist(), rst_sides.tolist(), strict=True)
+    ]
+    teardowns = [
+        {
+            "kind": kind,
+            "first_fin": first,
+            "fins_acked": {"client": c_ack, "server": s_ack},
+            "rst_by": rst,
+            "fin_before_rst": fin_rst,
+            "bytes_after_first_fin": after,
+        }
+        for kind, first, c_ack, s_ack, rst, fin_rst, after in zip(
+            [TEARDOWN_KINDS[i] for i in td.kind.tolist()],
+            [side_or_none[i] for i in td.first_fin.tolist()],
+            _opt_or_none(td.fin_ack_idx[0] >= 0, ~c_sent),
+            _opt_or_none(td.fin_ack_idx[1] >= 0, ~s_sent),
+            rst_by,
+            td.fin_before_rst.tolist(),
+            td.bytes_after_first_fin.tolist(),
+            strict=True,
+        )
+    ]
+
+    msl = td.msl
+    time_waits = [
+        {
+            "holder": holder,
+            "start_ts": start,
+            "until_ts": until,
+            "hold_s": hold,
+            "msl_s": msl,
+            "fin_reacked": reacked,
+            "reused_by_syn": reused,
+            "reuse_ts": reuse_ts,
+            "rfc6191_ok": ok,
+            "rfc6191_by": by,
+            "rst_in_time_wait": tw_rst,
+        }
+        for holder, start, until, hold, reacked, reused, reuse_ts, ok, by, tw_rst in zip(
+            [HOLDERS[i] for i in td.holder.tolist()],
+            _float_or_none(td.tw_start),
+            _float_or_none(td.tw_until),
+            _float_or_none(td.tw_hold),
+            td.fin_reacked.tolist(),
+            _opt_or_none(td.reused_by, td.reused_by < 0),
+            _float_or_none(td.reuse_ts),
+            td.rfc6191_ok.tolist(),
+            td.rfc6191_by.tolist(),
+            td.rst_in_time_wait.tolist(),
+            strict=True,
+        )
+    ]
+
+    # State timelines: [state, ts, frame]; the initial state sits at the first packet.
+    ev_ts = ts[st.ev_pkt].tolist()
+    ev_frame = frame[st.ev_pkt].tolist()
+    first_ts = ts[tp.starts].tolist()
+    first_frame = frame[tp.starts].tolist()
+    results = st.results
+    states = []
+    for base, res, t0, f0 in zip(
+        st.ev_start.tolist(),
+        [results[p] for p in st.pattern_of_block.tolist()],
+        first_ts,
+        first_frame,
+        strict=True,
+    ):
+        client, server = res.timelines
+        states.append(
+            {
+                "client": [
+                    [s, ev_ts[base + p], ev_frame[base + p]] if p >= 0 else [s, t0, f0] for s, p in client
+                ],
+                "server": [
+                    [s, ev_ts[base + p], ev_frame[base + p]] if p >= 0 else [s, t0, f0] for s, p in server
+                ],
+            }
+        )
+
+    compl = io.completeness.tolist()
+    labels = {v: completeness_label(v) for v in set(compl)}
+    return [
+        {
+            "id": cid,
+            "client": {"ip": cip, "port": cport},
+            "server": {"ip": sip, "port": sport},
+            "client_guessed": guessed,
+            "first_ts": t0,
+            "last_ts": t1,
+            "packets": npk,
+            "handshake": hsr,
+            "data": dr,
+            "teardown": tdr,
+            "time_wait": twr,
+            "states": sr,
+            "zeek": {"conn_state": cs, "history": hist},
+            "completeness": comp,
+            "completeness_label": labels[comp],
+            "anomalies": an,
+        }
+        for cid, cip, cport, sip, sport, guessed, t0, t1, npk, hsr, dr, tdr, twr, sr, cs, hist, comp, an in zip(  # noqa: E501
+            tp.conn_id.tolist(),
+            tp.client_ip.tolist(),
+            tp.client_port.tolist(),
+            tp.server_ip.tolist(),
+            tp.server_port.tolist(),
+            tp.client_guessed.tolist(),
+            first_ts,
+            ts[tp.ends - 1].tolist(),
+            tp.counts().tolist(),
+            handshakes,
+            datas,
+            teardowns,
+            time_waits,
+            states,
+            io.conn_state,
+            io.history,
+            compl,
+            anomalies,
+            strict=True,
+        )
+    ]

@@ -1,0 +1,668 @@
+"""Interop summaries: Zeek's ``conn_state``/``history`` and Wireshark's ``tcp.completeness``.
+
+Zeek (zeek/zeek ``src/packet_analysis/protocol/tcp/TCPSessionAdapter.cc``, ``TCP_Endpoint.cc``,
+``scripts/base/protocols/conn/main.zeek``; ../shared/ANCHORS.md section 2):
+
+* The originator is the first packet's sender, flipped when that packet is not a pure SYN and its
+  source port is a likely server port (history starts with ``^``), or later on a SYN/SYN-ACK
+  reversal. Zeek's ``likely_server_ports`` comes from the analyzers it loads; ``LIKELY_SERVER_PORTS``
+  is a fixed approximation of the default set.
+* History letters, upper case for the originator: ``s`` SYN, ``h`` SYN-ACK, ``a`` pure ACK,
+  ``d`` payload, ``f`` FIN, ``r`` RST, ``i`` FIN+RST, ``q`` other multi-flag, ``t`` payload not
+  advancing the sequence, ``w`` zero window, ``g`` content gap. ``a d i q`` once per side;
+  ``s h f r`` again when the sequence number changes; ``t w g`` at the 1st, 10th, 100th, ...
+  occurrence. ``c`` (bad checksum) never appears: checksums are not verified, as with
+  ``zeek -C`` (loopback captures carry offloaded checksums).
+* Endpoint states INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET follow
+  ``UpdateStateMachine``; ``conn_state`` is ``main.zeek``'s function of the two states.
+* Differences kept on purpose: connections are this analyzer's (Wireshark-like) connections,
+  while Zeek also ends one 5 s after its close (``tcp_close_delay``) or on inactivity; ``g`` is
+  counted per gap the peer ACKed (Zeek's reassembler reports the same holes, packet by packet).
+
+Wireshark ``tcp.completeness`` (``packet-tcp.c``, 4.0): bits 1 SYN, 2 SYN-ACK, 4 ACK, 8 DATA,
+16 FIN, 32 RST, OR-ed over the conversation's packets with these rules: the pure SYN that
+creates a conversation sets 1 (and 8 if it carries data); every later packet adds 2 for SYN+ACK,
+4 for an ACK without SYN and without payload, 8 for an ACK without SYN with payload, 16 for
+FIN+ACK, 32 for RST. The first packet of a conversation that does not start with a pure SYN adds
+nothing. The value reported is the conversation's value after one pass over the file, which is
+what ``tshark -2`` shows on the first packet of each stream.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from analyzer.flows.tcp_seq import NONE, SeqInfo, first_index_per_group, segmented_running_max
+from analyzer.flows.tcp_streams import TcpPackets
+from analyzer.schema import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
+
+I64 = npt.NDArray[np.int64]
+BOOL = npt.NDArray[np.bool_]
+
+# Zeek endpoint states (TCP_ENDPOINT_*).
+INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
+ZEEK_STATES = ("INACTIVE", "SYN_SENT", "SYN_ACK_SENT", "PARTIAL", "ESTABLISHED", "CLOSED", "RESET")
+
+LIKELY_SERVER_PORTS = frozenset(
+    {21, 22, 23, 25, 53, 80, 81, 88, 110, 111, 123, 135, 137, 139, 143, 161, 389, 443, 445, 465,
+     502, 514, 587, 631, 636, 993, 995, 1080, 1433, 1521, 1883, 2049, 3128, 3306, 3389, 5060,
+     5222, 5353, 5432, 5672, 6379, 6667, 8000, 8080, 8443, 8888, 9200, 11211, 27017}
+)  # fmt: skip
+
+TOO_LARGE_SEQ_DELTA = 1048576
+COMPLETENESS_LABELS = {
+    1: "Incomplete, SYN_SENT",
+    3: "Incomplete, CLIENT_ESTABLISHED",
+    7: "Incomplete, ESTABLISHED",
+    15: "Incomplete, DATA",
+    31: "Complete, WITH_DATA",
+    47: "Complete, WITH_DATA",
+    63: "Complete, WITH_DATA",
+    23: "Complete, NO_DATA",
+    39: "Complete, NO_DATA",
+    55: "Complete, NO_DATA",
+}
+
+_RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
+
+
+def completeness_label(value: int) -> str:
+    """Wireshark's text for a ``tcp.completeness`` value (``conversation_completeness_fill``)."""
+    return COMPLETENESS_LABELS.get(value, f"Incomplete ({value})")
+
+
+def conn_state(os_: int, rs: int, orig_size: int, resp_size: int, history: str) -> str:
+    """Zeek's ``conn_state`` for TCP (``main.zeek``), from the two endpoint states."""
+    o_inactive = os_ in (INACTIVE, PARTIAL)
+    r_inactive = rs in (INACTIVE, PARTIAL)
+    if rs == RESET:
+        if os_ in (SYN_SENT, SYN_ACK_SENT) or (os_ == RESET and orig_size == 0 and resp_size == 0):
+            return "REJ"
+        return "RSTRH" if o_inactive else "RSTR"
+    if os_ == RESET:
+        if r_inactive:
+            return "RSTOS0" if _RSTOS0.fullmatch(history) else "OTH"
+        return "RSTO"
+    if rs == CLOSED and os_ == CLOSED:
+        return "SF"
+    if os_ == CLOSED:
+        return "SH" if r_inactive else "S2"
+    if rs == CLOSED:
+        return "SHR" if o_inactive else "S3"
+    if os_ == SYN_SENT and rs == INACTIVE:
+        return "S0"
+    if os_ == ESTABLISHED and rs == ESTABLISHED:
+        return "S1"
+    return "OTH"
+
+
+# ---------------------------------------------------------------------------------------------
+# The Zeek model, packet by packet. Used directly for rare connections (a role flip, a SYN whose
+# sequence number moves) and, on reduced event strings, for every connection's endpoint states.
+# ---------------------------------------------------------------------------------------------
+
+HIST_SYN, HIST_FIN, HIST_RST, HIST_FIN_RST, HIST_DATA, HIST_ACK, HIST_MULTI = (
+    0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40,
+)  # fmt: skip
+
+
+class _Endpoint:
+    __slots__ = (
+        "hist_last_fin",
+        "hist_last_rst",
+        "hist_last_syn",
+        "is_orig",
+        "last_seq",
+        "prev_state",
+        "scaled",
+        "start_seq",
+        "state",
+    )
+
+    def __init__(self, is_orig: bool) -> None:
+        self.is_orig = is_orig
+        self.state = INACTIVE
+        self.prev_state = INACTIVE
+        self.start_seq = 0
+        self.last_seq = 0
+        self.hist_last_syn = 0
+        self.hist_last_fin = 0
+        self.hist_last_rst = 0
+        # letter -> [counter, threshold]
+        self.scaled: dict[str, list[int]] = {"T": [0, 1], "W": [0, 1], "G": [0, 1]}
+
+    def set_state(self, new: int) -> None:
+        if new != self.state:
+            self.prev_state = self.state
+            self.state = new
+
+
+def _delta(a: int, b: int) -> int:
+    d = (a - b) & 0xFFFFFFFF
+    return d - (1 << 32) if d >= (1 << 31) else d
+
+
+class ZeekModel:
+    """Zeek's TCP session model for one connection (the parts that shape conn.log)."""
+
+    def __init__(self, flip_first: bool = False) -> None:
+        self.orig = _Endpoint(True)
+        self.resp = _Endpoint(False)
+        self.hist_seen = 0
+        self.history = "^" if flip_first else ""
+        self.flipped = False
+
+    # history helpers (Connection::CheckHistory / AddHistory / ScaledHistoryEntry)
+    def _check(self, ep: _Endpoint, mask: int, code: str) -> bool:
+        if not ep.is_orig:
+            mask <<= 16
+            code = code.lower()
+        if self.hist_seen & mask == 0:
+            self.hist_seen |= mask
+            self.history += code
+            return False
+        return True
+
+    def _add(self, ep: _Endpoint, code: str) -> None:
+        self.history += code if ep.is_orig else code.lower()
+
+    def _scaled(self, ep: _Endpoint, code: str) -> None:
+        counter = ep.scaled[code]
+        counter[0] += 1
+        if counter[0] == counter[1]:
+            self._add(ep, code)
+            counter[1] *= 10
+
+    def process(
+        self, is_orig: bool, flags: int, plen: int, seq: int, ack: int, win: int, gap: bool = False
+    ) -> None:
+        """One packet; ``gap`` counts a content gap of the sender's stream (the ``g`` letter)."""
+        ep = self.orig if is_orig else self.resp
+        peer = self.resp if is_orig else self.orig
+        syn, fin, rst, has_ack = flags & TCP_SYN, flags & TCP_FIN, flags & TCP_RST, flags & TCP_ACK
+        seg_len = plen + (1 if syn else 0) + (1 if fin else 0) - (plen if rst else 0)
+        past = (seq + seg_len) & 0xFFFFFFFF
+        self._init_endpoint(ep, syn != 0, seq, past)
+        rel_seq = _delta(seq, ep.start_seq)
+        self._update_history(ep, flags, rel_seq, plen)
+        if win == 0 and not rst and peer.state != CLOSED and ep.state != RESET:
+            self._scaled(ep, "W")
+        if has_ack and peer.state == INACTIVE:
+            peer.start_seq = peer.last_seq = (ack - 1) & 0xFFFFFFFF
+        delta_last = self._update_last_seq(ep, past, flags, plen)
+        self._state_machine(ep, peer, is_orig, flags, plen, delta_last)
+        if gap:
+            self._scaled(ep, "G")
+
+    def _init_endpoint(self, ep: _Endpoint, syn: bool, seq: int, past: int) -> None:
+        st = ep.state
+        if st == INACTIVE:
+            if syn:
+                ep.start_seq = seq
+                ep.last_seq = past
+            else:
+                ep.start_seq = (seq - 1) & 0xFFFFFFFF
+                ep.last_seq = seq
+        elif st in (SYN_SENT, SYN_ACK_SENT):
+            if syn and seq != ep.start_seq:
+                ep.start_seq, ep.last_seq = seq, past
+        elif st in (ESTABLISHED, PARTIAL):
+            if syn:
+                ep.start_seq, ep.last_seq = seq, past
+        elif st == RESET and syn and ep.prev_state == INACTIVE:
+            ep.start_seq, ep.last_seq = seq, past
+
+    def _update_history(self, ep: _Endpoint, flags: int, rel_seq: int, plen: int) -> None:
+        syn, fin, rst = flags & TCP_SYN, flags & TCP_FIN, flags & TCP_RST
+        bits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
+        if bits > 1:
+            if fin and rst:
+                self._check(ep, HIST_FIN_RST, "I")
+            else:
+                self._check(ep, HIST_MULTI, "Q")
+        elif bits == 1:
+            if syn:
+                code = "H" if flags & TCP_ACK else "S"
+                if self._check(ep, HIST_SYN, code) and rel_seq != ep.hist_last_syn:
+                    self._add(ep, code)
+                ep.hist_last_syn = rel_seq
+            if fin:
+                if self._check(ep, HIST_FIN, "F") and rel_seq + plen != ep.hist_last_fin:
+                    self._add(ep, "F")
+                ep.hist_last_fin = rel_seq + plen
+            if rst:
+                if self._check(ep, HIST_RST, "R") and rel_seq != ep.hist_last_rst:
+                    self._add(ep, "R")
+                ep.hist_last_rst = rel_seq
+        elif plen:
+            self._check(ep, HIST_DATA, "D")
+        elif flags & TCP_ACK:
+            self._check(ep, HIST_ACK, "A")
+
+    def _update_last_seq(self, ep: _Endpoint, last_seq: int, flags: int, plen: int) -> int:
+        delta = _delta(last_seq, ep.last_seq)
+        if flags & (TCP_SYN | TCP_RST) and (delta > TOO_LARGE_SEQ_DELTA or delta < -TOO_LARGE_SEQ_DELTA):
+            pass
+        elif flags & TCP_FIN and ep.last_seq == ((ep.start_seq + 1) & 0xFFFFFFFF):
+            ep.last_seq = last_seq
+        elif ep.state == RESET:
+            pass
+        elif delta > 0:
+            ep.last_seq = last_seq
+        elif plen > 0:
+            self._scaled(ep, "T")
+        return delta
+
+    def _state_machine(
+        self, ep: _Endpoint, peer: _Endpoint, is_orig: bool, flags: int, plen: int, delta_last: int
+    ) -> None:
+        syn, fin, rst, has_ack = flags & TCP_SYN, flags & TCP_FIN, flags & TCP_RST, flags & TCP_ACK
+        st = ep.state
+        if st == INACTIVE:
+            if syn:
+                if is_orig:
+                    ep.set_state(SYN_ACK_SENT if has_ack else SYN_SENT)
+                else:
+                    if not has_ack and peer.state == SYN_ACK_SENT:
+                        # SYN/SYN-ACK reversal: Zeek flips the roles (Connection::FlipRoles).
+                        self._flip()
+                        peer.set_state(ESTABLISHED)
+                    if peer.state == SYN_SENT:
+                        peer.set_state(ESTABLISHED)
+                    ep.set_state(ESTABLISHED)
+            if fin:
+                ep.set_state(CLOSED)
+            if rst:
+                ep.set_state(RESET)
+            if ep.state == INACTIVE:
+                if not ep.is_orig and plen == 0 and self.orig.state == SYN_SENT:
+                    pass  # an ACK of the SYN before the SYN-ACK: not a partial connection
+                elif has_ack and peer.state == ESTABLISHED:
+                    ep.set_state(ESTABLISHED)
+                else:
+                    ep.set_state(PARTIAL)
+        elif st in (SYN_SENT, SYN_ACK_SENT):
+            if fin:
+                ep.set_state(CLOSED)
+            if rst:
+                ep.set_state(RESET)
+        elif st in (ESTABLISHED, PARTIAL):
+            if syn and st == PARTIAL and peer.state == INACTIVE and not has_ack:
+                ep.set_state(SYN_SENT)
+            if fin and not rst:
+                ep.set_state(CLOSED)
+                if peer.state == RESET and peer.prev_state == CLOSED:
+                    peer.set_state(CLOSED)
+            if rst:
+                ep.set_state(RESET)
+        elif st == CLOSED and rst and peer.state != CLOSED:
+            ep.set_state(RESET)
+
+    def _flip(self) -> None:
+        self.orig, self.resp = self.resp, self.orig
+        self.orig.is_orig = True
+        self.resp.is_orig = False
+        self.flipped = True
+        self.history += "^"
+
+
+# ---------------------------------------------------------------------------------------------
+# Vectorized history and pattern-shared endpoint states for all connections.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InteropFacts:
+    """Per-block interop values."""
+
+    zeek_orig_is_client: BOOL
+    history: list[str]
+    conn_state: list[str]
+    completeness: I64
+
+
+def zeek_roles(tp: TcpPackets) -> tuple[I64, BOOL]:
+    """(Zeek originator direction per block, whether Zeek flipped the first packet's roles)."""
+    first = tp.starts
+    nb = tp.n_blocks
+    if nb == 0:
+        return np.zeros(0, np.int64), np.zeros(0, bool)
+    f_dir = tp.dir[first].astype(np.int64)
+    f_flags = tp.flags[first]
+    pure_syn = (f_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN
+    # source/destination ports of the first packet
+    sport = np.where(f_dir == 0, tp.client_port, tp.server_port)
+    dport = np.where(f_dir == 0, tp.server_port, tp.client_port)
+    likely = np.zeros(65536, dtype=bool)
+    likely[list(LIKELY_SERVER_PORTS)] = True
+    s_likely = likely[sport]
+    d_likely = likely[dport]
+    is_synflag = (f_flags & TCP_SYN) != 0
+    flip = ~pure_syn & s_likely & (~d_likely | (~is_synflag & (sport < dport)))
+    orig_dir = np.where(flip, 1 - f_dir, f_dir)
+    return orig_dir.astype(np.int64), flip
+
+
+def _scaled_hits(event: BOOL, si: SeqInfo) -> BOOL:
+    """Packets where a per-direction count of ``event`` reaches 1, 10, 100, ..."""
+    n = len(event)
+    out = np.zeros(n, dtype=bool)
+    if n == 0 or not event.any():
+        return out
+    d = si.dorder
+    ev = event[d].astype(np.int64)
+    csum = np.cumsum(ev)
+    seg_first = np.zeros(n, dtype=bool)
+    seg_first[si.gstart[si.gend > si.gstart]] = True
+    base = np.maximum.accumulate(np.where(seg_first, csum - ev, 0))
+    count = csum - base
+    powers = np.zeros(n, dtype=bool)
+    p = 1
+    while p <= n:
+        powers |= count == p
+        p *= 10
+    out[d] = (ev == 1) & powers
+    return out
+
+
+def _zeek_letters(tp: TcpPackets, si: SeqInfo, orig_dir: I64, gap_ack: BOOL) -> tuple[list[str], BOOL]:
+    """History per block from vectorized letter rules, and the blocks that need the full model."""
+    nb = tp.n_blocks
+    n = tp.n_packets
+    blk = tp.block
+    flags = tp.flags
+    syn = (flags & TCP_SYN) != 0
+    fin = (flags & TCP_FIN) != 0
+    rst = (flags & TCP_RST) != 0
+    has_ack = (flags & TCP_ACK) != 0
+    bits = syn.astype(np.int8) + fin.astype(np.int8) + rst.astype(np.int8)
+    plen = tp.plen
+    group = si.group
+    dorder = si.dorder
+    g_sorted = group[dorder]
+    ng = 2 * nb
+
+    # (packet, sub-position, letter code) triples
+    out_idx: list[I64] = []
+    out_sub: list[I64] = []
+    out_letter: list[I64] = []
+
+    def emit(idx: I64, sub: int, letter: str) -> None:
+        out_idx.append(idx)
+        out_sub.append(np.full(len(idx), sub, dtype=np.int64))
+        out_letter.append(np.full(len(idx), ord(letter), dtype=np.int64))
+
+    def first_in_dorder(mask: BOOL) -> I64:
+        f = first_index_per_group(mask[dorder], g_sorted, ng)
+        return dorder[f[f >= 0]]
+
+    single = bits == 1
+    # a and d and i and q: once per side
+    emit(first_in_dorder((bits > 1) & fin & rst), 0, "I")
+    emit(first_in_dorder((bits > 1) & ~(fin & rst)), 0, "Q")
+    emit(first_in_dorder((bits == 0) & (plen > 0)), 0, "D")
+    emit(first_in_dorder((bits == 0) & (plen == 0) & has_ack), 0, "A")
+
+    needs_model = np.zeros(nb, dtype=bool)
+    # s/h, f, r: the first of each side, then again when the sequence value changes.
+    for mask, value, letter in (
+        (single & syn, si.rel, "S"),
+        (single & fin, si.rel + plen, "F"),
+        (single & rst, si.rel, "R"),
+    ):
+        pos = np.flatnonzero(mask[dorder])
+        if len(pos) == 0:
+            continue
+        pk = dorder[pos]
+        g = g_sorted[pos]
+        v = value[pk]
+        new_group = np.r_[True, g[1:] != g[:-1]]
+        changed = np.r_[False, v[1:] != v[:-1]] & ~new_group
+        keep = new_group | changed
+        if letter == "S":
+            # A SYN whose sequence number moves re-bases Zeek's relative numbers: use the model.
+            needs_model[blk[pk[changed]]] = True
+            sel = pk[new_group]
+            is_h = has_ack[sel]
+            emit(sel[~is_h], 0, "S")
+            emit(sel[is_h], 0, "H")
+        else:
+            emit(pk[keep], 0, letter)
+
+    # w: zero window unless RST, the peer has closed (sent a FIN, no RST since) or we were reset.
+    idx_all = np.arange(n, dtype=np.int64)
+    first_fin = np.full(ng, n, dtype=np.int64)
+    f = first_index_per_group(fin[dorder], g_sorted, ng)
+    first_fin[f >= 0] = dorder[f[f >= 0]]
+    first_rst = np.full(ng, n, dtype=np.int64)
+    r = first_index_per_group(rst[dorder], g_sorted, ng)
+    first_rst[r >= 0] = dorder[r[r >= 0]]
+    peer_group = group ^ 1
+    peer_closed = (first_fin[peer_group] < idx_all) & ~(first_rst[peer_group] < idx_all)
+    self_reset = first_rst[group] < idx_all
+    zero = (tp.win == 0) & ~rst & ~peer_closed & ~self_reset
+    emit(np.flatnonzero(_scaled_hits(zero, si)), 1, "W")
+
+    # t: payload that does not advance the highest sequence number (Zeek's DidRxmit).
+    end = si.end
+    vals = np.where(rst, NONE, end)[dorder]
+    seg_first = np.zeros(n, dtype=bool)
+    seg_first[si.gstart[si.gend > si.gstart]] = True
+    prior = segmented_running_max(vals, seg_first, inclusive=False)
+    first_init = np.where(syn, end, si.rel)[dorder]
+    init_of = np.repeat(first_init[seg_first], np.diff(np.r_[np.flatnonzero(seg_first), n]))
+    last_before = np.maximum(prior, init_of)
+    delta = end[dorder] - last_before
+    pk_syn = syn[dorder]
+    pk_rst = rst[dorder]
+    huge = (pk_syn | pk_rst) & (np.abs(delta) > TOO_LARGE_SEQ_DELTA)
+    fin_exc = fin[dorder] & (last_before == 1)
+    t_sorted = (plen[dorder] > 0) & (delta <= 0) & ~huge & ~fin_exc & ~self_reset[dorder]
+    t_event = np.zeros(n, dtype=bool)
+    t_event[dorder] = t_sorted
+    emit(np.flatnonzero(_scaled_hits(t_event, si)), 2, "T")
+
+    # g: content gaps the peer ACKed (flagged for the side whose data is missing).
+    emit(np.flatnonzero(_scaled_hits(gap_ack, si)), 4, "G")
+
+    idx = np.concatenate(out_idx) if out_idx else np.zeros(0, np.int64)
+    sub = np.concatenate(out_sub) if out_sub else np.zeros(0, np.int64)
+    let = np.concatenate(out_letter) if out_letter else np.zeros(0, np.int64)
+    order = np.argsort(idx * 8 + sub, kind="stable")
+    idx, let = idx[order], let[order]
+    # Upper case for the originator (G marks sit on the data sender's own packets).
+    sender_is_orig = tp.dir[idx].astype(np.int64) == orig_dir[blk[idx]]
+    chars = np.where(sender_is_orig, let, let + 32).astype(np.uint8)
+    text = chars.tobytes().decode("ascii")
+    counts = np.bincount(blk[idx], minlength=nb)
+    bounds = np.r_[0, np.cumsum(counts)].tolist()
+    return [text[bounds[b] : bounds[b + 1]] for b in range(nb)], needs_model
+
+
+def gap_ack_events(tp: TcpPackets, si: SeqInfo, gaps: list[list[list[int]]], origin: I64) -> BOOL:
+    """Per packet: marks, in the data sender's direction, each gap the peer has ACKed.
+
+    The mark is placed on the data direction's next packet after the ACK (or its last packet),
+    so that per-direction counting attributes the ``g`` to the side whose bytes are missing.
+    """
+    n = tp.n_packets
+    out = np.zeros(n, dtype=bool)
+    flags = tp.flags
+    for gi, glist in enumerate(gaps):
+        if not glist:
+            continue
+        b, d = gi >> 1, gi & 1
+        s, e = int(tp.starts[b]), int(tp.ends[b])
+        base = int(si.base[gi])
+        mine = [k for k in range(s, e) if tp.dir[k] == d]
+        for off, _length in glist:
+            target = (base + int(origin[gi]) + off + 1) & 0xFFFFFFFF
+            for k in range(s, e):
+                if (
+                    tp.dir[k] != d
+                    and flags[k] & TCP_ACK
+                    and not flags[k] & (TCP_FIN | TCP_RST)
+                    and ((int(tp.ack[k]) - target) & 0xFFFFFFFF) < 0x80000000
+                ):
+                    later = [j for j in mine if j > k]
+                    mark = later[0] if later else (mine[-1] if mine else -1)
+                    if mark >= 0:
+                        out[mark] = True
+                    break
+    return out
+
+
+def _zeek_state_codes(tp: TcpPackets, orig_dir: I64) -> tuple[I64, I64]:
+    """(packet index, code) of the packets that can move Zeek's endpoint states."""
+    n = tp.n_packets
+    blk = tp.block
+    flags = tp.flags
+    ctl = (flags & (TCP_SYN | TCP_FIN | TCP_RST)) != 0
+    is_orig = tp.dir.astype(np.int64) == orig_dir[blk]
+    plain_empty = ~ctl & (tp.plen == 0)
+    idx_all = np.arange(n, dtype=np.int64)
+    nb = tp.n_blocks
+    first_orig = first_index_per_group(is_orig, blk, nb)
+    # responder packets up to its first packet that is not an empty plain segment
+    first_resp_other = first_index_per_group(~is_orig & ~plain_empty, blk, nb)
+    limit = np.where(first_resp_other >= 0, first_resp_other, np.iinfo(np.int64).max)
+    resp_lead = ~is_orig & (idx_all <= limit[blk])
+    sel = ctl | resp_lead
+    sel[first_orig[first_orig >= 0]] = True
+    idx = np.flatnonzero(sel)
+    code = (
+        is_orig[idx].astype(np.int64) * 32
+        + ((flags[idx] & TCP_SYN) != 0) * 16
+        + ((flags[idx] & TCP_FIN) != 0) * 8
+        + ((flags[idx] & TCP_RST) != 0) * 4
+        + ((flags[idx] & TCP_ACK) != 0) * 2
+        + (tp.plen[idx] > 0) * 1
+    ).astype(np.int64)
+    return idx, code
+
+
+def analyze_interop(
+    tp: TcpPackets,
+    si: SeqInfo,
+    c2s_bytes: I64,
+    s2c_bytes: I64,
+    gaps: list[list[list[int]]],
+    origin: I64,
+) -> InteropFacts:
+    """Zeek history/conn_state and Wireshark completeness of every block."""
+    nb = tp.n_blocks
+    orig_dir, flip = zeek_roles(tp)
+    gap_ack = gap_ack_events(tp, si, gaps, origin)
+    history, needs_model = _zeek_letters(tp, si, orig_dir, gap_ack)
+    history = [("^" + h) if f else h for h, f in zip(history, flip.tolist(), strict=True)]
+
+    # Endpoint states, one model run per distinct reduced event string.
+    idx, code = _zeek_state_codes(tp, orig_dir)
+    eb = tp.block[idx]
+    keep = np.r_[True, (code[1:] != code[:-1]) | (eb[1:] != eb[:-1])] if len(idx) else np.zeros(0, bool)
+    idx, code, eb = idx[keep], code[keep], eb[keep]
+    counts = np.bincount(eb, minlength=nb)
+    text = (code + 48).astype(np.uint8).tobytes().decode("ascii")
+    bounds = np.r_[0, np.cumsum(counts)].tolist()
+    keys = [text[bounds[b] : bounds[b + 1]] for b in range(nb)]
+    pat, uniques = pd.factorize(pd.Series(keys, dtype=object), sort=False)
+    results: list[tuple[int, int, bool]] = []
+    for key in uniques.tolist():
+        model = ZeekModel()
+        for ch in key:
+            c = ord(ch) - 48
+            fl = (TCP_SYN if c & 16 else 0) | (TCP_FIN if c & 8 else 0) | (TCP_RST if c & 4 else 0)
+            fl |= TCP_ACK if c & 2 else 0
+            model.process(bool(c & 32), fl, 1 if c & 1 else 0, 0, 1, 1)
+        results.append((model.orig.state, model.resp.state, model.flipped))
+
+    orig_is_client = orig_dir == 0
+    # conn_state per pattern, except where it also depends on sizes or on the history.
+    by_pattern: list[str | None] = []
+    for os_, rs, flipped in results:
+        special = flipped or (rs == RESET and os_ == RESET) or (os_ == RESET and rs in (INACTIVE, PARTIAL))
+        by_pattern.append(None if special else conn_state(os_, rs, 1, 1, ""))
+    pat_arr = np.asarray(pat, dtype=np.int64)
+    states = np.asarray(by_pattern, dtype=object)[pat_arr] if nb else np.zeros(0, dtype=object)
+    redo = np.flatnonzero((states == None) | needs_model)  # noqa: E711 - elementwise test
+    size_c = c2s_bytes
+    size_s = s2c_bytes
+    for b in redo.tolist():
+        os_, rs, flipped = results[pat_arr[b]]
+        o_is_c = bool(orig_is_client[b])
+        if flipped or needs_model[b]:
+            history[b], os_, rs, o_is_c = _full_model(tp, b, int(orig_dir[b]), bool(flip[b]), gap_ack)
+            orig_is_client[b] = o_is_c
+        osz, rsz = (size_c[b], size_s[b]) if o_is_c else (size_s[b], size_c[b])
+        states[b] = conn_state(os_, rs, int(osz), int(rsz), history[b])
+
+    return InteropFacts(
+        zeek_orig_is_client=orig_is_client,
+        history=history,
+        conn_state=states.tolist(),
+        completeness=completeness(tp),
+    )
+
+
+def _full_model(
+    tp: TcpPackets, b: int, orig_dir: int, flip_first: bool, gap_ack: BOOL
+) -> tuple[str, int, int, bool]:
+    """Run the packet-by-packet Zeek model over one block.
+
+    Returns (history, originator state, responder state, whether the final originator is the
+    client).
+    """
+    model = ZeekModel(flip_first=flip_first)
+    s, e = int(tp.starts[b]), int(tp.ends[b])
+    gaps = gap_ack[s:e].tolist() if len(gap_ack) else [False] * (e - s)
+    for k in range(s, e):
+        model.process(
+            int(tp.dir[k]) == orig_dir,
+            int(tp.flags[k]),
+            int(tp.plen[k]),
+            int(tp.seq[k]),
+            int(tp.ack[k]),
+            int(tp.win[k]),
+            gaps[k - s],
+        )
+    orig_is_client = (orig_dir == 0) != model.flipped
+    return model.history, model.orig.state, model.resp.state, orig_is_client
+
+
+def run_full_model(tp: TcpPackets, si: SeqInfo, gaps: list[list[list[int]]], origin: I64, b: int) -> str:
+    """History of one block from the packet-by-packet model (tests compare it with the fast path)."""
+    orig_dir, flip = zeek_roles(tp)
+    gap_ack = gap_ack_events(tp, si, gaps, origin)
+    return _full_model(tp, b, int(orig_dir[b]), bool(flip[b]), gap_ack)[0]
+
+
+def completeness(tp: TcpPackets) -> I64:
+    """Wireshark's ``tcp.completeness`` per block (rules: module docstring)."""
+    nb = tp.n_blocks
+    f = tp.flags
+    syn_bits = f & (TCP_SYN | TCP_ACK)
+    contrib = np.zeros(tp.n_packets, dtype=np.int64)
+    contrib |= np.where(syn_bits == (TCP_SYN | TCP_ACK), 2, 0)
+    ack_only = syn_bits == TCP_ACK
+    contrib |= np.where(ack_only & (tp.plen > 0), 8, 0)
+    contrib |= np.where(ack_only & (tp.plen == 0), 4, 0)
+    contrib |= np.where((f & (TCP_FIN | TCP_ACK)) == (TCP_FIN | TCP_ACK), 16, 0)
+    contrib |= np.where((f & TCP_RST) != 0, 32, 0)
+    first = tp.starts
+    if nb:
+        first_pure_syn = syn_bits[first] == TCP_SYN
+        # The packet that opens a conversation contributes only as a pure SYN.
+        contrib[first] = np.where(
+            first_pure_syn,
+            1 | np.where((tp.plen[first] > 0) & ~tp.opened_by_split, 8, 0),
+            0,
+        )
+        # Later pure SYNs add nothing (contrib above is already 0 for them).
+    out = np.zeros(nb, dtype=np.int64)
+    np.bitwise_or.at(out, tp.block, contrib)
+    return out
