@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from livehelp import alive, job, need_namespace, netns_in_use, pids_of, run_worker
+from scapy.layers.inet import ICMP, UDP, UDPerror
 from scapy.utils import rdpcap
 
 from analyzer.capture.pcapfile import count_frames
@@ -130,3 +131,51 @@ def test_client_timeout_is_reported_and_the_capture_kept_valid(
     assert result["capture"]["complete"] is True  # stopped cleanly, so the file is valid
     assert count_frames(path).frames >= 4  # at least the handshake and the time line
     assert_nothing_left(result)
+
+
+PYTHON_FILTER_PROBE = """
+import socket, sys
+from pathlib import Path
+from analyzer.capture import netns
+netns.enter()
+import scapy.arch.linux
+def no_libpcap(*args, **kwargs):
+    raise ImportError("libpcap is not available. Cannot compile filter !")
+scapy.arch.linux.compile_filter = no_libpcap  # as on a machine without libpcap
+from analyzer.capture.sniffer import ScapySniffer
+from analyzer.capture import filters
+path = Path(sys.argv[1])
+cap = ScapySniffer("lo", filters.bpf("udp", [7]), path, "udp", [7])
+cap.start(timeout=10)
+UDP = (socket.AF_INET, socket.SOCK_DGRAM)
+with socket.socket(*UDP) as rx, socket.socket(*UDP) as s:
+    rx.bind(("127.0.0.1", 7))
+    s.sendto(b"kept", ("127.0.0.1", 7))       # matches: udp port 7
+    s.sendto(b"dropped", ("127.0.0.1", 8))    # udp port 8: not kept, but its ICMP unreachable is
+    s.sendto(b"dropped", ("127.0.0.1", 9999)) # the same
+cap.wait_captured(4, timeout=5)
+stats = cap.stop(timeout=5)
+print(cap.python_filter, stats.captured)
+"""
+
+
+def test_scapy_filters_in_python_without_libpcap(tmp_path: Path) -> None:
+    need_namespace()
+    import subprocess
+    import sys
+
+    from livehelp import env
+
+    path = tmp_path / "f.pcapng"
+    proc = subprocess.run(
+        [sys.executable, "-c", PYTHON_FILTER_PROBE, str(path)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "3"]  # the port-7 datagram and two ICMP unreachables
+    frames = rdpcap(str(path))
+    ports = [(p.haslayer(ICMP), (p[UDPerror] if p.haslayer(ICMP) else p[UDP]).dport) for p in frames]
+    assert ports == [(False, 7), (True, 8), (True, 9999)]

@@ -5,11 +5,14 @@ temporary name and renamed, so an interrupted run never leaves half a JSON file.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from analyzer.errors import UsageError
 
 if TYPE_CHECKING:
     from analyzer.demos.session import RunResult, ScenarioResult
@@ -20,19 +23,25 @@ DEFAULT_ROOT = Path("captures") / "runs"
 
 def make_out_dir(out: Path | None) -> Path:
     """``out`` (created if needed) or a new ``captures/runs/<UTC timestamp>/``."""
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        return out
-    stamp = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())
-    DEFAULT_ROOT.mkdir(parents=True, exist_ok=True)
-    for n in range(1, 100):
-        path = DEFAULT_ROOT / (stamp if n == 1 else f"{stamp}-{n}")
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return path
-    raise FileExistsError(f"{DEFAULT_ROOT}/{stamp}: too many runs in one second")
+    try:
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            return out
+        stamp = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())
+        DEFAULT_ROOT.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 100):
+            path = DEFAULT_ROOT / (stamp if n == 1 else f"{stamp}-{n}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return path
+        raise FileExistsError(errno.EEXIST, "too many runs in one second", str(DEFAULT_ROOT / stamp))
+    except OSError as exc:
+        where = exc.filename or out or DEFAULT_ROOT
+        raise UsageError(
+            f"cannot create the output directory {where}: {exc.strerror}", hint="pass a writable --out DIR"
+        ) from None
 
 
 def write_json(path: Path, doc: Any) -> None:

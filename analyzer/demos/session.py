@@ -31,6 +31,7 @@ from analyzer.demos.scenarios import Scenario
 OnEvent = Callable[[str, dict[str, Any]], None]
 WORKER_TIMEOUT = 120.0  # ten tries of a simultaneous close fit easily
 WATCH_EXTRA = 140.0
+MAX_PARALLEL = 4  # workers at once: each runs a capture tool and two demo programs
 
 
 @dataclass
@@ -200,12 +201,12 @@ class _Workers:
 
 
 def _batches(results: list[ScenarioResult], host_loopback: bool) -> list[list[ScenarioResult]]:
-    """Scenarios that may run side by side, then the ones that must run alone."""
+    """Scenarios that may run side by side (a few at a time), then the ones that must run alone."""
     if host_loopback:  # same host ports: one at a time
         return [[r] for r in results]
     together = [r for r in results if not r.scenario.barrier]
     alone = [[r] for r in results if r.scenario.barrier]
-    return ([together] if together else []) + alone
+    return [together[i : i + MAX_PARALLEL] for i in range(0, len(together), MAX_PARALLEL)] + alone
 
 
 def execute(opts: RunOptions, on_event: OnEvent | None = None) -> RunResult:

@@ -24,8 +24,11 @@ WORKER_PROTOCOL = 1
 
 
 def _emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        pass  # the parent is gone (killed): the cleanup already happened, nobody is listening
 
 
 def _on_term(signum: int, frame: FrameType | None) -> None:
