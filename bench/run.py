@@ -113,6 +113,7 @@ class Tool:
     baseline: bool = False
     extrapolate: bool = False  # only run at 100k; scale to 1M in the report
     note: str = ""
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -188,6 +189,14 @@ def _tools(sizes: list[str]) -> list[Tool]:
         ),
         Tool("native", "native `read_packets` (whole process)", lambda f: [PY, "-c", NATIVE, str(f)], every),
         Tool(
+            "native-py",
+            "native, pure-Python record walk",
+            lambda f: [PY, "-c", NATIVE, str(f)],
+            pcaps,
+            note="`ANALYZER_PURE_PYTHON=1`: what an install without a C compiler gets",
+            env={"ANALYZER_PURE_PYTHON": "1"},
+        ),
+        Tool(
             "analyze",
             "`analyzer analyze F --format json`",
             lambda f: [*an, "analyze", str(f), "--format", "json"],
@@ -240,7 +249,7 @@ def _warm(path: Path) -> None:
             pass
 
 
-def _run_once(argv: list[str], timeout: float) -> tuple[float, int, str]:
+def _run_once(argv: list[str], timeout: float, env: dict[str, str]) -> tuple[float, int, str]:
     """(wall seconds, peak RSS KiB of the largest process, error text or "")."""
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss, tempfile.TemporaryFile("w+") as err:
         if os.access(TIME, os.X_OK):
@@ -249,7 +258,14 @@ def _run_once(argv: list[str], timeout: float) -> tuple[float, int, str]:
             cmd = [PY, "-c", RUSAGE_WRAPPER, rss.name, *argv]
         t0 = time.perf_counter()
         try:
-            r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT, timeout=timeout)
+            r = subprocess.run(
+                cmd,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                cwd=ROOT,
+                timeout=timeout,
+                env={**os.environ, **env},
+            )
         except subprocess.TimeoutExpired:
             return time.perf_counter() - t0, 0, f"timed out after {timeout:.0f} s"
         except OSError as e:
@@ -284,7 +300,7 @@ def _measure(
             base = None
             for t in todo:
                 res = results[(t.name, key)]
-                wall, rss, error = _run_once(t.argv(bf.path), timeout)
+                wall, rss, error = _run_once(t.argv(bf.path), timeout, t.env)
                 label = f"round {rnd} {t.name:14} {key:12}"
                 if error:
                     res.error = error
@@ -343,6 +359,10 @@ def _machine() -> dict[str, str]:
     where = (
         out([PY, "-c", "import os, analyzer; print(os.path.dirname(analyzer.__file__))"]) or "not importable"
     )
+    walker = out(
+        [PY, "-c", "import importlib.util as u; print(u.find_spec('analyzer.decode._walk') is not None)"]
+    )
+    walker = "C record walker built" if walker == "True" else "no C record walker (pure-Python walk)"
     head = out(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
     dirty = out(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "analyzer"])
     return {
@@ -352,7 +372,7 @@ def _machine() -> dict[str, str]:
         "tshark": (out(["tshark", "--version"]).splitlines() or ["absent"])[0],
         "analyzer": f"commit {head}"
         + (" with uncommitted changes in analyzer/" if dirty else "")
-        + f", imported from {where}",
+        + f", imported from {where}; {walker}",
     }
 
 
