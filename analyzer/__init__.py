@@ -13,7 +13,9 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["__version__", "read_packets"]
+    from analyzer.analysis import Analysis
+
+__all__ = ["Analysis", "__version__", "analyze", "read_packets"]
 
 
 def read_packets(path: Any, engine: str = "native") -> pd.DataFrame:
@@ -24,3 +26,19 @@ def read_packets(path: Any, engine: str = "native") -> pd.DataFrame:
     from analyzer.decode import read_packets as _read
 
     return _read(path, engine=engine)
+
+
+def analyze(path: Any, *, msl: float = 30.0, engine: str = "native") -> Analysis:
+    """Analyze a capture: TCP connections and UDP conversations (see ``analyzer.analysis``)."""
+    from analyzer.analysis import analyze as _analyze
+
+    return _analyze(path, msl=msl, engine=engine)
+
+
+def __getattr__(name: str) -> Any:
+    # ``analyzer.Analysis`` without importing pandas at ``import analyzer``.
+    if name == "Analysis":
+        from analyzer.analysis import Analysis
+
+        return Analysis
+    raise AttributeError(f"module 'analyzer' has no attribute {name!r}")

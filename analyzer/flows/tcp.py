@@ -20,7 +20,6 @@ the ``analyzer.report/1`` JSON document.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,7 +105,11 @@ TCP_FLOW_COLUMNS: tuple[str, ...] = tuple(c.name for c in TCP_FLOWS)
 
 @dataclass(frozen=True)
 class TcpFlows:
-    """Result of ``analyze_tcp``: ``table`` (``TCP_FLOWS`` columns) and JSON-ready ``records``."""
+    """Result of ``analyze_tcp``: ``table`` (``TCP_FLOWS`` columns) and JSON-ready ``records``.
+
+    Records are read-only: equal small objects (a side's ``options``, ``fins_acked``) are shared
+    between records to keep building 10^5 of them cheap.
+    """
 
     table: pd.DataFrame
     records: list[dict[str, Any]]
@@ -172,7 +175,9 @@ def _opt_or_none(values: npt.NDArray[np.generic], missing: npt.NDArray[np.bool_]
 
 
 def _float_or_none(values: npt.NDArray[np.float64]) -> list[float | None]:
-    return [None if math.isnan(v) else v for v in values.tolist()]
+    out = values.astype(object)
+    out[np.isnan(values)] = None
+    return list(out.tolist())
 
 
 def _anomalies(
@@ -290,23 +295,73 @@ def _table(
     return pd.DataFrame(cols, columns=list(TCP_FLOW_COLUMNS))
 
 
-def _side_options(o: SideOptions) -> list[dict[str, Any] | None]:
-    seen = o.seen.tolist()
-    mss = o.mss.tolist()
-    ws = o.wscale.tolist()
-    sack = o.sack_perm.tolist()
-    tsopt = o.timestamps.tolist()
+def _timelines(tp: TcpPackets, st: StateEvents) -> list[dict[str, list[list[Any]]]]:
+    """``{"client": [[state, ts, frame], ...], "server": [...]}`` per block.
+
+    The machine ran once per event pattern; here every block's entries are laid out with numpy
+    (template entry -> event -> packet -> time and frame) and cut into per-block lists.
+    """
+    nb = tp.n_blocks
+    templates: list[tuple[str, int]] = []
+    tmpl_start: list[int] = []
+    n_client: list[int] = []
+    n_all: list[int] = []
+    for res in st.results:
+        client, server = res.timelines
+        tmpl_start.append(len(templates))
+        templates.extend(client)
+        templates.extend(server)
+        n_client.append(len(client))
+        n_all.append(len(client) + len(server))
+    names = np.array([s for s, _ in templates], dtype=object)
+    t_pos = np.array([p for _, p in templates], dtype=np.int64)
+    pat = st.pattern_of_block
+    lengths = np.asarray(n_all, dtype=np.int64)[pat]
+    total = int(lengths.sum())
+    entry_start = np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int64) if nb else np.zeros(0, np.int64)
+    within = np.arange(total, dtype=np.int64) - np.repeat(entry_start, lengths)
+    tidx = np.repeat(np.asarray(tmpl_start, dtype=np.int64)[pat], lengths) + within
+    pos = t_pos[tidx]
+    blk = np.repeat(np.arange(nb, dtype=np.int64), lengths)
+    pkt = np.where(
+        pos >= 0, st.ev_pkt[np.maximum(st.ev_start[blk] + pos, 0)] if len(st.ev_pkt) else 0, tp.starts[blk]
+    )
+    entries = list(
+        map(list, zip(names[tidx].tolist(), tp.ts[pkt].tolist(), tp.frame[pkt].tolist(), strict=True))
+    )
+    mid = (entry_start + np.asarray(n_client, dtype=np.int64)[pat]).tolist()
     return [
-        {
-            "mss": mss[i] if mss[i] > 0 else None,
-            "wscale": ws[i] if ws[i] >= 0 else None,
-            "sack_perm": sack[i],
-            "timestamps": tsopt[i],
-        }
-        if seen[i]
-        else None
-        for i in range(len(seen))
+        {"client": entries[a:m], "server": entries[m:e]}
+        for a, m, e in zip(entry_start.tolist(), mid, (entry_start + lengths).tolist(), strict=True)
     ]
+
+
+def _side_options(o: SideOptions) -> list[dict[str, Any] | None]:
+    """The options object of one side per block; equal objects are shared between records."""
+    keys = (
+        o.seen.astype(np.int64) << 40
+        | (o.mss & 0xFFFF) << 24
+        | ((o.wscale + 1) & 0xFF) << 16
+        | o.sack_perm.astype(np.int64) << 1
+        | o.timestamps.astype(np.int64)
+    )
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    objects: list[dict[str, Any] | None] = []
+    for key in uniq.tolist():
+        if not key >> 40:
+            objects.append(None)
+            continue
+        mss = (key >> 24) & 0xFFFF
+        ws = ((key >> 16) & 0xFF) - 1
+        objects.append(
+            {
+                "mss": mss if mss > 0 else None,
+                "wscale": ws if ws >= 0 else None,
+                "sack_perm": bool(key & 2),
+                "timestamps": bool(key & 1),
+            }
+        )
+    return [objects[i] for i in inverse.ravel().tolist()]
 
 
 def _records(
@@ -326,7 +381,6 @@ def _records(
     nb = tp.n_blocks
     if nb == 0:
         return []
-    frame = tp.frame
     ts = tp.ts
     handshakes = [
         {
@@ -394,6 +448,8 @@ def _records(
     ]
 
     side_or_none = ("client", "server", None)
+    flags3 = (True, False, None)
+    fins_acked = {(c, s): {"client": c, "server": s} for c in flags3 for s in flags3}
     c_sent = td.fin_idx[0] >= 0
     s_sent = td.fin_idx[1] >= 0
     rst_sides = np.zeros(nb, dtype=np.int64)
@@ -407,7 +463,7 @@ def _records(
         {
             "kind": kind,
             "first_fin": first,
-            "fins_acked": {"client": c_ack, "server": s_ack},
+            "fins_acked": fins_acked[(c_ack, s_ack)],
             "rst_by": rst,
             "fin_before_rst": fin_rst,
             "bytes_after_first_fin": after,
@@ -455,30 +511,8 @@ def _records(
     ]
 
     # State timelines: [state, ts, frame]; the initial state sits at the first packet.
-    ev_ts = ts[st.ev_pkt].tolist()
-    ev_frame = frame[st.ev_pkt].tolist()
+    states = _timelines(tp, st)
     first_ts = ts[tp.starts].tolist()
-    first_frame = frame[tp.starts].tolist()
-    results = st.results
-    states = []
-    for base, res, t0, f0 in zip(
-        st.ev_start.tolist(),
-        [results[p] for p in st.pattern_of_block.tolist()],
-        first_ts,
-        first_frame,
-        strict=True,
-    ):
-        client, server = res.timelines
-        states.append(
-            {
-                "client": [
-                    [s, ev_ts[base + p], ev_frame[base + p]] if p >= 0 else [s, t0, f0] for s, p in client
-                ],
-                "server": [
-                    [s, ev_ts[base + p], ev_frame[base + p]] if p >= 0 else [s, t0, f0] for s, p in server
-                ],
-            }
-        )
 
     compl = io.completeness.tolist()
     labels = {v: completeness_label(v) for v in set(compl)}

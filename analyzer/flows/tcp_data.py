@@ -71,7 +71,9 @@ class DataFacts:
 class StreamIndex:
     """Where each direction's reassembled bytes are in the capture file."""
 
-    groups: dict[int, tuple[int, int]]  # group -> [a, b) range of its data segments
+    seg_groups: I64  # direction group of each run of data segments (ascending within a direction)
+    bounds_start: I64  # [start, end) of each group's run in offsets/lengths
+    bounds_end: I64
     offsets: I64  # file offset of every data segment (grouped, frame order)
     lengths: I64
     careful: dict[int, list[tuple[int, int, int]]]  # group -> (stream offset, file offset, length)
@@ -80,8 +82,16 @@ class StreamIndex:
         """(file offset, length) pieces of ``group``'s stream, in stream order."""
         if group in self.careful:
             return [(o, n) for _, o, n in self.careful[group]]
-        a, b = self.groups.get(group, (0, 0))
+        # seg_groups is sorted within each direction (even groups, then odd groups)
+        cand = np.flatnonzero(self.seg_groups % 2 == group % 2)
+        i = int(np.searchsorted(self.seg_groups[cand], group))
+        if i >= len(cand) or self.seg_groups[cand[i]] != group:
+            return []
+        a, b = int(self.bounds_start[cand[i]]), int(self.bounds_end[cand[i]])
         return list(zip(self.offsets[a:b].tolist(), self.lengths[a:b].tolist(), strict=True))
+
+
+NO_GAPS: list[list[int]] = []  # shared by every direction without gaps (records are read-only)
 
 
 class _Intervals:
@@ -197,8 +207,8 @@ def analyze_data(
     g = group[segs]
     start = si.data_start[segs]
     length = tp.plen[segs]
-    cap = np.minimum(tp.pcap[segs], length)
-    off = tp.poff[segs]
+    cap = np.minimum(tp.column("payload_caplen", segs).astype(np.int64), length)
+    off = tp.column("payload_offset", segs).astype(np.int64)
     m = len(segs)
     gfirst = np.r_[True, g[1:] != g[:-1]] if m else np.zeros(0, bool)
 
@@ -222,17 +232,14 @@ def analyze_data(
     retrans = np.zeros(ng, dtype=np.int64)
     ooo = np.zeros(ng, dtype=np.int64)
     missing = np.zeros(ng, dtype=np.int64)
-    gaps: list[list[list[int]]] = [[] for _ in range(ng)]
+    gaps: list[list[list[int]]] = [NO_GAPS] * ng
 
     bounds_start = np.flatnonzero(gfirst)
     bounds_end = np.r_[bounds_start[1:], m].astype(np.int64) if m else bounds_start
-    group_list = g[bounds_start].tolist()
-    bs_l = bounds_start.tolist()
-    be_l = bounds_end.tolist()
-    bad_l = bad_groups.tolist()
+    seg_groups = g[bounds_start]
     careful: dict[int, list[tuple[int, int, int]]] = {}
-    bad_idx = [k for k, gi in enumerate(group_list) if bad_l[gi]]
-    if bad_idx:
+    bad_k = np.flatnonzero(bad_groups[seg_groups])
+    if len(bad_k):
         start_l = start.tolist()
         len_l = length.tolist()
         cap_l = cap.tolist()
@@ -240,8 +247,9 @@ def analyze_data(
         ts_l = tp.ts[segs].tolist()
         irtt_l = irtt_s.tolist()
         origin_l = origin.tolist()
-        for k in bad_idx:
-            gi, a, b = group_list[k], bs_l[k], be_l[k]
+        for gi, a, b in zip(
+            seg_groups[bad_k].tolist(), bounds_start[bad_k].tolist(), bounds_end[bad_k].tolist(), strict=True
+        ):
             rtt = irtt_l[gi >> 1]
             threshold = rtt if rtt == rtt and rtt > 0 else DEFAULT_OOO_RTT_S  # NaN != NaN
             u, r, o, pieces, gap_list = _careful(
@@ -254,32 +262,14 @@ def analyze_data(
             gaps[gi] = gap_list
             missing[gi] = sum(x[1] for x in gap_list)
 
+    index = StreamIndex(
+        seg_groups=seg_groups, bounds_start=bounds_start, bounds_end=bounds_end, offsets=off, lengths=length,
+        careful=careful,
+    )  # fmt: skip
     sha: list[str | None] = [None] * ng
     prev: list[str | None] = [None] * ng
     if payloads is not None:
-        sha = [EMPTY_SHA256] * ng
-        prev = [""] * ng
-        mv = memoryview(payloads.data)
-        chunks = [mv[o : o + n] for o, n in zip(off.tolist(), length.tolist(), strict=True)]
-        join = b"".join
-        sha256 = hashlib.sha256
-        digests: dict[bytes, str] = {}
-        previews: dict[bytes, str] = {}
-        missing_l = missing.tolist()
-        for gi, a, b in zip(group_list, bs_l, be_l, strict=True):
-            blob = join([mv[o : o + n] for _, o, n in careful[gi]]) if bad_l[gi] else join(chunks[a:b])
-            # Identical streams (the same request on many connections) are hashed once.
-            digest = digests.get(blob)
-            if digest is None:
-                digest = digests[blob] = sha256(blob).hexdigest()
-            # A stream with gaps has no sha256: it would not match what the application sent.
-            sha[gi] = digest if missing_l[gi] == 0 else None
-            # A preview depends only on its first PREVIEW_BYTES bytes and on whether more follow.
-            key = blob[: PREVIEW_BYTES + 1]
-            text = previews.get(key)
-            if text is None:
-                text = previews[key] = preview(key)
-            prev[gi] = text
+        sha, prev = _digests_and_previews(payloads, ng, index, bad_groups, missing)
 
     return DataFacts(
         bytes=unique,
@@ -296,13 +286,72 @@ def analyze_data(
         preview=prev,
         is_data=is_data,
         is_keepalive=keepalive,
-        stream_index=StreamIndex(
-            groups=dict(zip(group_list, zip(bs_l, be_l, strict=True), strict=True)),
-            offsets=off,
-            lengths=length,
-            careful=careful,
-        ),
+        stream_index=index,
     )
+
+
+def _digests_and_previews(
+    payloads: CaptureBytes, ng: int, index: StreamIndex, bad_groups: BOOL, missing: I64
+) -> tuple[list[str | None], list[str | None]]:
+    """sha256 (None when the stream has gaps) and preview of every direction group.
+
+    Segments are hashed straight from the capture's bytes (no copy of the stream); only the
+    first PREVIEW_BYTES + 1 bytes are assembled, for the preview. Most directions are one
+    segment and take a list comprehension; the rest are walked piece by piece.
+    """
+    sha: list[str | None] = [EMPTY_SHA256] * ng
+    prev: list[str | None] = [""] * ng
+    data = payloads.data
+    mv = memoryview(data)
+    sha256 = hashlib.sha256
+    want = PREVIEW_BYTES + 1
+    previews: dict[bytes, str] = {}
+
+    def preview_of(head: bytes) -> str:
+        # A preview depends only on the first PREVIEW_BYTES bytes and on whether more follow.
+        text = previews.get(head)
+        if text is None:
+            text = previews[head] = preview(head)
+        return text
+
+    groups = index.seg_groups
+    nseg = index.bounds_end - index.bounds_start
+    simple = (nseg == 1) & ~bad_groups[groups]
+    k1 = np.flatnonzero(simple)
+    o1 = index.offsets[index.bounds_start[k1]]
+    n1 = index.lengths[index.bounds_start[k1]]
+    g1 = groups[k1].tolist()
+    o1_l = o1.tolist()
+    digests = [sha256(mv[o:e]).hexdigest() for o, e in zip(o1_l, (o1 + n1).tolist(), strict=True)]
+    texts = [preview_of(data[o:e]) for o, e in zip(o1_l, (o1 + np.minimum(n1, want)).tolist(), strict=True)]
+    for gi, digest, text in zip(g1, digests, texts, strict=True):
+        sha[gi] = digest
+        prev[gi] = text
+
+    off_l = index.offsets.tolist()
+    len_l = index.lengths.tolist()
+    rest = np.flatnonzero(~simple)
+    for gi, a, b in zip(
+        groups[rest].tolist(), index.bounds_start[rest].tolist(), index.bounds_end[rest].tolist(), strict=True
+    ):
+        if gi in index.careful:
+            pieces = [(o, n) for _, o, n in index.careful[gi]]
+        else:
+            pieces = list(zip(off_l[a:b], len_l[a:b], strict=True))
+        h = sha256()
+        for o, n in pieces:
+            h.update(mv[o : o + n])
+        head = b""
+        for o, n in pieces:
+            head += data[o : o + min(n, want - len(head))]
+            if len(head) >= want:
+                break
+        sha[gi] = h.hexdigest()
+        prev[gi] = preview_of(head)
+    # A stream with gaps has no sha256: it would not match what the application sent.
+    for gi in np.flatnonzero(missing > 0).tolist():
+        sha[gi] = None
+    return sha, prev
 
 
 def _careful(

@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from analyzer.flows.tcp_seq import NONE, SeqInfo, first_index_per_group, segmented_running_max
+from analyzer.flows.tcp_seq import SeqInfo, first_index_per_group
 from analyzer.flows.tcp_streams import TcpPackets
 from analyzer.schema import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
 
@@ -352,21 +352,19 @@ def _scaled_hits(event: BOOL, si: SeqInfo) -> BOOL:
     """Packets where a per-direction count of ``event`` reaches 1, 10, 100, ..."""
     n = len(event)
     out = np.zeros(n, dtype=bool)
-    if n == 0 or not event.any():
+    pos = np.flatnonzero(event[si.dorder])  # events in direction-group order
+    if len(pos) == 0:
         return out
-    d = si.dorder
-    ev = event[d].astype(np.int64)
-    csum = np.cumsum(ev)
-    seg_first = np.zeros(n, dtype=bool)
-    seg_first[si.gstart[si.gend > si.gstart]] = True
-    base = np.maximum.accumulate(np.where(seg_first, csum - ev, 0))
-    count = csum - base
-    powers = np.zeros(n, dtype=bool)
+    g = si.group[si.dorder[pos]]
+    first = np.r_[True, g[1:] != g[:-1]]
+    starts = np.flatnonzero(first)
+    count = np.arange(1, len(pos) + 1) - np.repeat(starts, np.diff(np.r_[starts, len(pos)]))
+    hit = np.zeros(len(pos), dtype=bool)
     p = 1
-    while p <= n:
-        powers |= count == p
+    while p <= len(pos):
+        hit |= count == p
         p *= 10
-    out[d] = (ev == 1) & powers
+    out[si.dorder[pos[hit]]] = True
     return out
 
 
@@ -450,10 +448,9 @@ def _zeek_letters(tp: TcpPackets, si: SeqInfo, orig_dir: I64, gap_ack: BOOL) -> 
 
     # t: payload that does not advance the highest sequence number (Zeek's DidRxmit).
     end = si.end
-    vals = np.where(rst, NONE, end)[dorder]
     seg_first = np.zeros(n, dtype=bool)
     seg_first[si.gstart[si.gend > si.gstart]] = True
-    prior = segmented_running_max(vals, seg_first, inclusive=False)
+    prior = si.next_expected[dorder]  # max end of the earlier non-RST packets of the side
     first_init = np.where(syn, end, si.rel)[dorder]
     init_of = np.repeat(first_init[seg_first], np.diff(np.r_[np.flatnonzero(seg_first), n]))
     last_before = np.maximum(prior, init_of)

@@ -59,8 +59,6 @@ class TcpPackets:
     ack: U32
     win: npt.NDArray[np.uint16]
     plen: I64  # tcp.len
-    pcap: I64  # payload bytes captured
-    poff: I64  # payload offset in the capture file
     # per block
     starts: I64  # index of the block's first packet
     ends: I64  # one past the block's last packet
@@ -73,6 +71,12 @@ class TcpPackets:
     server_port: I64
     client_guessed: BOOL  # no SYN or SYN-ACK told who the client is
     opened_by_split: BOOL  # the connection began with a SYN that split a 4-tuple (not its first)
+    packets: pd.DataFrame  # the PACKETS frame ``row`` points into
+
+    def column(self, name: str, idx: I64) -> npt.NDArray[np.generic]:
+        """PACKETS column ``name`` of the TCP packets ``idx`` (for columns few packets need)."""
+        values: npt.NDArray[np.generic] = self.packets[name].to_numpy()[self.row[idx]]
+        return values
 
     @property
     def n_blocks(self) -> int:
@@ -152,12 +156,12 @@ def build_tcp_packets(packets: pd.DataFrame) -> TcpPackets:
     ack = packets["ack"].to_numpy()[prow].astype(np.uint32)
 
     tuple_start = np.flatnonzero(np.r_[True, tup[1:] != tup[:-1]]) if n else np.zeros(0, np.int64)
-    sub = _split_tuples(tup, tuple_start, lo_dir, flags, seq, ack)
-    new_block = np.r_[True, (tup[1:] != tup[:-1]) | (sub[1:] != sub[:-1])] if n else np.zeros(0, bool)
+    new_block = _split_tuples(tup, tuple_start, lo_dir, flags, seq, ack)
+    new_block[tuple_start] = True
     starts = np.flatnonzero(new_block).astype(np.int64)
     ends = np.r_[starts[1:], n].astype(np.int64)
     nb = len(starts)
-    block = np.repeat(np.arange(nb, dtype=np.int64), ends - starts)
+    block = np.cumsum(new_block, dtype=np.int64) - 1
 
     frame = packets["frame"].to_numpy()[prow].astype(np.int64)
     first_frame = frame[starts] if nb else np.zeros(0, np.int64)
@@ -215,8 +219,6 @@ def build_tcp_packets(packets: pd.DataFrame) -> TcpPackets:
         ack=ack,
         win=packets["win"].to_numpy()[prow].astype(np.uint16),
         plen=packets["payload_len"].to_numpy()[prow].astype(np.int64),
-        pcap=packets["payload_caplen"].to_numpy()[prow].astype(np.int64),
-        poff=packets["payload_offset"].to_numpy()[prow].astype(np.int64),
         starts=starts,
         ends=ends,
         conn_id=conn_id,
@@ -228,13 +230,14 @@ def build_tcp_packets(packets: pd.DataFrame) -> TcpPackets:
         server_port=s_port.astype(np.int64),
         client_guessed=guessed,
         opened_by_split=opened_by_split,
+        packets=packets,
     )
 
 
 def _split_tuples(
     tup: I64, tuple_start: I64, lo_dir: BOOL, flags: npt.NDArray[np.uint16], seq: U32, ack: U32
-) -> I64:
-    """Connection number within its 4-tuple for every packet (0 for the first connection).
+) -> BOOL:
+    """Mark the packets that open a new connection inside their 4-tuple (not the tuple's first).
 
     A 4-tuple can only split at a pure SYN that is not its first packet. Such a SYN is decided
     from the previous pure SYN *j* of the same side: no split when it repeats j's sequence number
@@ -245,28 +248,20 @@ def _split_tuples(
     goes through ``_split_one`` packet by packet.
     """
     n = len(tup)
-    sub = np.zeros(n, dtype=np.int64)
+    split_at = np.zeros(n, dtype=bool)
     if n == 0:
-        return sub
+        return split_at
     syn_bits = flags & (TCP_SYN | TCP_ACK)
     pure_syn = syn_bits == TCP_SYN
     is_first = np.zeros(n, dtype=bool)
     is_first[tuple_start] = True
     cand = np.flatnonzero(pure_syn & ~is_first)
     if len(cand) == 0:
-        return sub
+        return split_at
     synack = syn_bits == (TCP_SYN | TCP_ACK)
     fin = (flags & TCP_FIN) != 0
     rst = (flags & TCP_RST) != 0
     hi_dir = ~lo_dir
-
-    def csum(mask: BOOL) -> I64:
-        return np.cumsum(mask, dtype=np.int64)
-
-    c_rst = csum(rst)
-    c_fin = (csum(fin & lo_dir), csum(fin & hi_dir))
-    c_psyn = (csum(pure_syn & lo_dir), csum(pure_syn & hi_dir))
-    c_sack = (csum(synack & lo_dir), csum(synack & hi_dir))
 
     # previous pure SYN of the same side in the same 4-tuple
     prev = np.full(n, -1, dtype=np.int64)
@@ -279,39 +274,33 @@ def _split_tuples(
     j = prev[cand]
     has_prev = j >= 0
     j0 = np.maximum(j, 0)
-    i1 = cand - 1
     side_lo = lo_dir[cand]
 
-    def between(c: tuple[I64, I64], own: bool) -> I64:
-        lo_c, hi_c = c
-        pick_lo = side_lo if own else ~side_lo
-        return np.where(pick_lo, lo_c[i1] - lo_c[j0], hi_c[i1] - hi_c[j0])
+    def between(mask: BOOL) -> I64:
+        """How many rows of ``mask`` lie strictly between each candidate and its previous SYN."""
+        pos = np.flatnonzero(mask)
+        return np.searchsorted(pos, cand, "left") - np.searchsorted(pos, j0, "right")
 
-    other_syn = between(c_psyn, own=False) > 0
-    own_synack = between(c_sack, own=True) > 0
-    rst_between = (c_rst[i1] - c_rst[j0]) > 0
-    fin_lo = (c_fin[0][i1] - c_fin[0][j0]) > 0
-    fin_hi = (c_fin[1][i1] - c_fin[1][j0]) > 0
+    other_syn = np.where(side_lo, between(pure_syn & hi_dir), between(pure_syn & lo_dir)) > 0
+    own_synack = np.where(side_lo, between(synack & lo_dir), between(synack & hi_dir)) > 0
+    rst_between = between(rst) > 0
+    fin_lo = between(fin & lo_dir) > 0
+    fin_hi = between(fin & hi_dir) > 0
     split = (seq[cand] != seq[j0]) | rst_between | (fin_lo & fin_hi)
     hard = ~has_prev | other_syn | own_synack | (~split & (fin_lo ^ fin_hi))
-
-    split_row = np.zeros(n, dtype=np.int64)
-    split_row[cand[split & ~hard]] = 1
-    run = np.cumsum(split_row)
-    tuple_end = np.r_[tuple_start[1:], n]
-    sub = run - np.repeat(run[tuple_start], tuple_end - tuple_start)
+    split_at[cand[split & ~hard]] = True
 
     hard_tuples = np.unique(tup[cand[hard]])
     if len(hard_tuples):
+        tuple_end = np.r_[tuple_start[1:], n]
         first_of = np.full(int(tup.max()) + 1, -1, dtype=np.int64)
         first_of[tup[tuple_start]] = np.arange(len(tuple_start))
         for t in hard_tuples.tolist():
             k = int(first_of[t])
             a, b = int(tuple_start[k]), int(tuple_end[k])
-            sub[a:b] = _split_one(
-                lo_dir[a:b].tolist(), flags[a:b].tolist(), seq[a:b].tolist(), ack[a:b].tolist()
-            )
-    return sub
+            sub = _split_one(lo_dir[a:b].tolist(), flags[a:b].tolist(), seq[a:b].tolist(), ack[a:b].tolist())
+            split_at[a:b] = np.r_[False, np.diff(np.asarray(sub, dtype=np.int64)) != 0]
+    return split_at
 
 
 def _split_one(lo_dir: list[bool], flags: list[int], seq: list[int], ack: list[int]) -> list[int]:

@@ -1,0 +1,184 @@
+"""The analysis pipeline: capture file -> packet table -> TCP connections and UDP conversations.
+
+``analyze(path)`` is the one entry point behind ``analyzer.analyze``, ``analyzer analyze`` and the
+reports: it decodes the capture with the chosen engine, reconstructs the flows, and returns an
+``Analysis`` whose ``to_dict()`` is the ``analyzer.report/1`` document (JSON Schema:
+``analyzer/report/schemas/report-1.schema.json``).
+"""
+
+from __future__ import annotations
+
+import gc
+import gzip
+import math
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analyzer.decode import read_packets
+from analyzer.decode.source import GZIP_MAGIC, CaptureBytes
+from analyzer.errors import CaptureFormatError, InputError, UsageError
+
+SCHEMA_ID = "analyzer.report/1"
+DEFAULT_MSL = 30.0  # seconds: 2*MSL = 60 s, Linux's fixed TCP_TIMEWAIT_LEN
+
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": "<",  # microseconds, little-endian
+    b"\x4d\x3c\xb2\xa1": "<",  # nanoseconds, little-endian
+    b"\xa1\xb2\xc3\xd4": ">",
+    b"\xa1\xb2\x3c\x4d": ">",
+}
+
+
+@dataclass(frozen=True)
+class CaptureInfo:
+    """What the report says about the file itself (``capture`` in analyzer.report/1)."""
+
+    file: str
+    format: str  # "pcap" or "pcapng", with ".gz" appended when the file is gzip-compressed
+    link_types: tuple[int, ...]  # LINKTYPE_* of the file's interfaces
+    packets: int
+    malformed: int  # frames whose note has a `malformed` token
+    truncated: int  # frames whose note has a `truncated` token
+    warnings: tuple[str, ...] = field(default=())  # decoder remarks (e.g. the file ends mid-record)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "format": self.format,
+            "link_types": list(self.link_types),
+            "packets": self.packets,
+            "malformed": self.malformed,
+            "truncated": self.truncated,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Analysis:
+    """Everything known about one capture: the packet table, one row per flow, the report records."""
+
+    capture: CaptureInfo
+    packets: pd.DataFrame  # analyzer.schema.PACKETS
+    tcp: pd.DataFrame  # one row per TCP connection (analyzer.flows.tcp)
+    udp: pd.DataFrame  # one row per UDP conversation (analyzer.flows.udp)
+    tcp_records: list[dict[str, Any]]
+    udp_records: list[dict[str, Any]]
+    msl: float = DEFAULT_MSL
+    engine: str = "native"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``analyzer.report/1`` document (render it with ``analyzer.report.json_report``)."""
+        return {
+            "schema": SCHEMA_ID,
+            "capture": self.capture.to_dict(),
+            "tcp": self.tcp_records,
+            "udp": self.udp_records,
+        }
+
+
+def analyze(path: str | os.PathLike[str], *, msl: float = DEFAULT_MSL, engine: str = "native") -> Analysis:
+    """Decode ``path`` with ``engine`` and reconstruct its TCP connections and UDP conversations.
+
+    ``msl`` (seconds) sets the TIME_WAIT length, 2*MSL; the default 30 s gives Linux's 60 s.
+    """
+    if not (isinstance(msl, int | float) and math.isfinite(msl) and msl > 0):
+        raise UsageError(f"invalid MSL {msl!r}", hint="pass a positive number of seconds, e.g. --msl 30")
+    from analyzer.flows.tcp import analyze_tcp
+    from analyzer.flows.udp import analyze_udp
+
+    packets = read_packets(path, engine=engine)
+    capture = capture_info(path, packets)
+    with CaptureBytes(Path(path)) as payloads, gc_paused():
+        tcp = analyze_tcp(packets, payloads, msl=msl)
+        udp = analyze_udp(packets, payloads)
+    return Analysis(
+        capture=capture,
+        packets=packets,
+        tcp=tcp.table,
+        udp=udp.table,
+        tcp_records=tcp.records,
+        udp_records=udp.records,
+        msl=float(msl),
+        engine=engine,
+    )
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (restoring its previous state on exit).
+
+    Building 10^5 small record dicts sets off full collections over every live object again and
+    again; they cost more than the work and find nothing (records hold no reference cycles).
+    Hold the pause until the records are dropped, or the first collection afterwards pays it.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def capture_info(path: str | os.PathLike[str], packets: pd.DataFrame) -> CaptureInfo:
+    """The ``capture`` facts: format and link types from the decoder (or the file header), counts."""
+    attrs = packets.attrs
+    if "format" in attrs and "link_types" in attrs:
+        fmt = str(attrs["format"])
+        compressed = bool(attrs.get("compressed", False))
+        link_types: tuple[int, ...] = tuple(int(t) for t in attrs["link_types"])
+    else:
+        fmt, compressed, header_link = _sniff(Path(path))
+        seen = sorted({int(t) for t in np.unique(packets["link_type"].to_numpy())})
+        link_types = tuple(header_link) if header_link else tuple(seen)
+    malformed, truncated = _note_counts(packets["note"])
+    return CaptureInfo(
+        file=os.fspath(path),
+        format=fmt + (".gz" if compressed else ""),
+        link_types=link_types,
+        packets=len(packets),
+        malformed=malformed,
+        truncated=truncated,
+        warnings=tuple(str(w) for w in attrs.get("warnings", ())),
+    )
+
+
+def _note_counts(note: pd.Series) -> tuple[int, int]:
+    """How many frames carry a ``malformed`` / ``truncated`` token (tokens are ``;``-joined)."""
+    cat = note if isinstance(note.dtype, pd.CategoricalDtype) else note.astype("category")
+    tokens = [{part.split(":", 1)[0].strip() for part in str(c).split(";")} for c in cat.cat.categories]
+    codes = cat.cat.codes.to_numpy()
+    codes = codes[codes >= 0]
+    has_malformed = np.array([("malformed" in t) for t in tokens] + [False], dtype=bool)
+    has_truncated = np.array([("truncated" in t) for t in tokens] + [False], dtype=bool)
+    return int(has_malformed[codes].sum()), int(has_truncated[codes].sum())
+
+
+def _sniff(path: Path) -> tuple[str, bool, list[int]]:
+    """(format, gzip?, link types from a classic pcap header) read from the file's first bytes."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(24)
+            compressed = head[:2] == GZIP_MAGIC
+            if compressed:
+                fh.seek(0)
+                with gzip.GzipFile(fileobj=fh) as gz:
+                    head = gz.read(24)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: cannot read the capture header ({exc})") from None
+    if head[:4] == PCAPNG_MAGIC:
+        return "pcapng", compressed, []
+    order = PCAP_MAGICS.get(head[:4])
+    if order is None:
+        raise CaptureFormatError(f"{path}: not a pcap or pcapng file")
+    link = struct.unpack(order + "I", head[20:24])[0] & 0x0FFFFFFF if len(head) >= 24 else None
+    return "pcap", compressed, [] if link is None else [link]

@@ -1,0 +1,87 @@
+"""``analyzer analyze FILE``: every TCP connection and UDP conversation, as text or JSON."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from analyzer.cli import app
+from analyzer.cli._errors import handle_errors
+from analyzer.cli.packets import Engine
+from analyzer.errors import UsageError
+
+
+class ReportFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+@app.command(
+    epilog=(
+        "Examples: analyzer analyze cap.pcapng · "
+        "analyzer analyze cap.pcapng --format json -o report.json · "
+        "analyzer analyze cap.pcap --msl 60"
+    ),
+)
+@handle_errors
+def analyze(
+    file: Annotated[Path, typer.Argument(help="pcap or pcapng file (may be gzip-compressed).")],
+    fmt: Annotated[
+        ReportFormat,
+        typer.Option("--format", "-f", help="text (readable, default) or json (analyzer.report/1)."),
+    ] = ReportFormat.text,
+    msl: Annotated[
+        float,
+        typer.Option(
+            "--msl", help="Maximum segment lifetime in seconds; TIME_WAIT lasts 2*MSL (30 = Linux)."
+        ),
+    ] = 30.0,
+    engine: Annotated[Engine, typer.Option("--engine", "-e", help="Decoder engine.")] = Engine.native,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report here instead of stdout.")
+    ] = None,
+) -> None:
+    """Reconstruct the handshake, data, teardown and TIME_WAIT of every flow in FILE."""
+    if not msl > 0:  # also rejects NaN
+        raise UsageError(f"invalid --msl {msl}", hint="pass a positive number of seconds, e.g. --msl 30")
+    if output is not None and not output.parent.is_dir():
+        raise UsageError(f"cannot write {output}: no directory {output.parent}", hint="create it first")
+    from analyzer.analysis import gc_paused
+
+    # Until the report is written and dropped: otherwise the collector rescans the millions of
+    # report objects (about a second per million packets) and finds nothing.
+    with gc_paused():
+        _report(file, fmt, msl, engine, output)
+
+
+def _report(file: Path, fmt: ReportFormat, msl: float, engine: Engine, output: Path | None) -> None:
+    from analyzer.analysis import analyze as run_analysis
+
+    result = run_analysis(file, msl=msl, engine=engine.value)
+    if fmt is ReportFormat.json:
+        from analyzer.report.json_report import write_json
+
+        if output is None:
+            sys.stdout.flush()
+            write_json(result, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            with output.open("wb") as fh:
+                write_json(result, fh)
+        return
+    from analyzer.report.text import render_text
+
+    # https://no-color.org: a non-empty NO_COLOR turns colour off.
+    color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    width = shutil.get_terminal_size().columns if color else 100
+    text = render_text(result, color=color, width=width)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
