@@ -107,8 +107,9 @@ TCP_FLOW_COLUMNS: tuple[str, ...] = tuple(c.name for c in TCP_FLOWS)
 class TcpFlows:
     """Result of ``analyze_tcp``: ``table`` (``TCP_FLOWS`` columns) and JSON-ready ``records``.
 
-    Records are read-only: equal small objects (a side's ``options``, ``fins_acked``) are shared
-    between records to keep building 10^5 of them cheap.
+    Records are read-only: equal small objects (a side's ``options``, ``fins_acked``, the
+    ``time_wait`` of connections without a holder, empty ``gaps``) are shared between records
+    to keep building 10^5 of them cheap.
     """
 
     table: pd.DataFrame
@@ -150,11 +151,12 @@ def analyze_tcp(packets: pd.DataFrame, payloads: CaptureBytes | None, *, msl: fl
     tp = build_tcp_packets(packets)
     si = compute_seq(tp)
     hs = analyze_handshake(packets, tp, si)
-    data = analyze_data(tp, si, payloads, hs.rtt_ms / 1000.0)
+    data = analyze_data(tp, si, payloads, hs.rtt_ms / 1000.0, background=True)
     td = analyze_teardown(packets, tp, si, hs, data.is_data, data.origin, msl)
     st = run_states(tp, si, hs, td, data.is_data)
     io = analyze_interop(tp, si, data.bytes[0::2], data.bytes[1::2], data.gaps, data.origin)
     anomalies = _anomalies(tp, hs, data, td, st)
+    data.wait()
     table = _table(tp, hs, data, td, io, anomalies)
     records = _records(tp, hs, data, td, st, io, anomalies)
     order = np.argsort(tp.conn_id)
@@ -185,26 +187,25 @@ def _anomalies(
 ) -> list[list[dict[str, Any]]]:
     """Anomalies per block: the state machine's, plus checks on the teardown and the data."""
     nb = tp.n_blocks
-    frame_l = tp.frame.tolist()
-    ts_l = tp.ts.tolist()
-    ev_pkt = st.ev_pkt.tolist()
-    ev_start = st.ev_start.tolist()
-    pat = st.pattern_of_block.tolist()
+    frame_l = tp.frame
+    ts_l = tp.ts
+    ev_pkt = st.ev_pkt
+    ev_start = st.ev_start
+    pat = st.pattern_of_block
     out: list[list[dict[str, Any]]] = [[] for _ in range(nb)]
-    for b in range(nb):
-        found = st.results[pat[b]].anomalies
-        if found:
-            base = ev_start[b]
-            for name, side, pos in found:
-                k = ev_pkt[base + pos]
-                out[b].append({"name": name, "side": SIDES[side], "frame": frame_l[k], "ts": ts_l[k]})
+    has = np.array([bool(r.anomalies) for r in st.results], dtype=bool)
+    for b in np.flatnonzero(has[st.pattern_of_block]).tolist() if nb else []:
+        base = ev_start[b]
+        for name, side, pos in st.results[pat[b]].anomalies:
+            k = ev_pkt[base + pos]
+            out[b].append({"name": name, "side": SIDES[side], "frame": int(frame_l[k]), "ts": float(ts_l[k])})
 
     def add(mask: npt.NDArray[np.bool_], name: str, side: str | None, idx: npt.NDArray[np.int64]) -> None:
         for b in np.flatnonzero(mask).tolist():
             k = int(idx[b])
             entry: dict[str, Any] = {"name": name, "side": side, "frame": None, "ts": None}
             if k >= 0:
-                entry["frame"], entry["ts"] = frame_l[k], ts_l[k]
+                entry["frame"], entry["ts"] = int(frame_l[k]), float(ts_l[k])
             out[b].append(entry)
 
     not_rst = td.kind != RST
@@ -481,8 +482,37 @@ def _records(
     ]
 
     msl = td.msl
-    time_waits = [
-        {
+    # Without a holder every field is fixed: those records share one object.
+    no_time_wait: dict[str, Any] = {
+        "holder": "none",
+        "start_ts": None,
+        "until_ts": None,
+        "hold_s": None,
+        "msl_s": msl,
+        "fin_reacked": False,
+        "reused_by_syn": None,
+        "reuse_ts": None,
+        "rfc6191_ok": None,
+        "rfc6191_by": None,
+        "rst_in_time_wait": False,
+    }
+    time_waits: list[dict[str, Any]] = [no_time_wait] * nb
+    held = np.flatnonzero(td.holder != H_NONE)
+    for b, holder, start, until, hold, reacked, reused, reuse_ts, ok, by, tw_rst in zip(
+        held.tolist(),
+        [HOLDERS[i] for i in td.holder[held].tolist()],
+        _float_or_none(td.tw_start[held]),
+        _float_or_none(td.tw_until[held]),
+        _float_or_none(td.tw_hold[held]),
+        td.fin_reacked[held].tolist(),
+        _opt_or_none(td.reused_by[held], td.reused_by[held] < 0),
+        _float_or_none(td.reuse_ts[held]),
+        td.rfc6191_ok[held].tolist(),
+        td.rfc6191_by[held].tolist(),
+        td.rst_in_time_wait[held].tolist(),
+        strict=True,
+    ):
+        time_waits[b] = {
             "holder": holder,
             "start_ts": start,
             "until_ts": until,
@@ -495,20 +525,6 @@ def _records(
             "rfc6191_by": by,
             "rst_in_time_wait": tw_rst,
         }
-        for holder, start, until, hold, reacked, reused, reuse_ts, ok, by, tw_rst in zip(
-            [HOLDERS[i] for i in td.holder.tolist()],
-            _float_or_none(td.tw_start),
-            _float_or_none(td.tw_until),
-            _float_or_none(td.tw_hold),
-            td.fin_reacked.tolist(),
-            _opt_or_none(td.reused_by, td.reused_by < 0),
-            _float_or_none(td.reuse_ts),
-            td.rfc6191_ok.tolist(),
-            td.rfc6191_by.tolist(),
-            td.rst_in_time_wait.tolist(),
-            strict=True,
-        )
-    ]
 
     # State timelines: [state, ts, frame]; the initial state sits at the first packet.
     states = _timelines(tp, st)

@@ -27,6 +27,7 @@ set, segment by segment.
 from __future__ import annotations
 
 import hashlib
+import threading
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ BOOL = npt.NDArray[np.bool_]
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 DEFAULT_OOO_RTT_S = 0.003  # Wireshark's out-of-order threshold when no handshake RTT is known
+BACKGROUND_MIN_SEGMENTS = 20_000  # below this a thread costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,12 @@ class DataFacts:
     is_data: BOOL  # per packet: data segment
     is_keepalive: BOOL  # per packet
     stream_index: StreamIndex | None = None
+    worker: threading.Thread | None = None  # still filling sha256/preview, see wait()
+
+    def wait(self) -> None:
+        """Block until ``sha256`` and ``preview`` are complete."""
+        if self.worker is not None:
+            self.worker.join()
 
 
 @dataclass(frozen=True)
@@ -188,11 +196,14 @@ def analyze_data(
     si: SeqInfo,
     payloads: CaptureBytes | None,
     irtt_s: npt.NDArray[np.float64],
+    *,
+    background: bool = False,
 ) -> DataFacts:
     """Reassemble every direction of every connection (rules: module docstring).
 
     ``irtt_s`` is the per-block handshake RTT in seconds (NaN when unknown), the out-of-order
-    threshold.
+    threshold. With ``background`` the digests and previews are computed in a thread; call
+    ``wait()`` on the result before reading them.
     """
     ng = 2 * tp.n_blocks
     is_data, keepalive, dup, zero_win = classify_packets(tp, si)
@@ -268,8 +279,19 @@ def analyze_data(
     )  # fmt: skip
     sha: list[str | None] = [None] * ng
     prev: list[str | None] = [None] * ng
+    worker: threading.Thread | None = None
     if payloads is not None:
-        sha, prev = _digests_and_previews(payloads, ng, index, bad_groups, missing)
+        sha[:] = [EMPTY_SHA256] * ng
+        prev[:] = [""] * ng
+        job = (payloads, index, bad_groups, missing, sha, prev)
+        if background and len(index.offsets) > BACKGROUND_MIN_SEGMENTS:
+            # Hashing is C work on the capture's bytes; overlapping it with the (numpy) stages
+            # that follow uses the second core. ``DataFacts.wait()`` joins before the results
+            # are read.
+            worker = threading.Thread(target=_digests_and_previews, args=job, daemon=True)
+            worker.start()
+        else:
+            _digests_and_previews(*job)
 
     return DataFacts(
         bytes=unique,
@@ -287,20 +309,24 @@ def analyze_data(
         is_data=is_data,
         is_keepalive=keepalive,
         stream_index=index,
+        worker=worker,
     )
 
 
 def _digests_and_previews(
-    payloads: CaptureBytes, ng: int, index: StreamIndex, bad_groups: BOOL, missing: I64
-) -> tuple[list[str | None], list[str | None]]:
+    payloads: CaptureBytes,
+    index: StreamIndex,
+    bad_groups: BOOL,
+    missing: I64,
+    sha: list[str | None],
+    prev: list[str | None],
+) -> None:
     """sha256 (None when the stream has gaps) and preview of every direction group.
 
     Segments are hashed straight from the capture's bytes (no copy of the stream); only the
     first PREVIEW_BYTES + 1 bytes are assembled, for the preview. Most directions are one
     segment and take a list comprehension; the rest are walked piece by piece.
     """
-    sha: list[str | None] = [EMPTY_SHA256] * ng
-    prev: list[str | None] = [""] * ng
     data = payloads.data
     mv = memoryview(data)
     sha256 = hashlib.sha256
@@ -351,7 +377,6 @@ def _digests_and_previews(
     # A stream with gaps has no sha256: it would not match what the application sent.
     for gi in np.flatnonzero(missing > 0).tolist():
         sha[gi] = None
-    return sha, prev
 
 
 def _careful(
