@@ -20,6 +20,11 @@ from analyzer.errors import UsageError
 class ReportFormat(StrEnum):
     text = "text"
     json = "json"
+    md = "md"
+    html = "html"
+    junit = "junit"
+    csv = "csv"
+    parquet = "parquet"
 
 
 @app.command(
@@ -34,7 +39,12 @@ def analyze(
     file: Annotated[Path, typer.Argument(help="pcap or pcapng file (may be gzip-compressed).")],
     fmt: Annotated[
         ReportFormat,
-        typer.Option("--format", "-f", help="text (readable, default) or json (analyzer.report/1)."),
+        typer.Option(
+            "--format",
+            "-f",
+            help="text (readable, default), json (analyzer.report/1), md, html, junit, "
+            "or csv/parquet (packets, tcp, udp tables into -o DIR).",
+        ),
     ] = ReportFormat.text,
     msl: Annotated[
         float,
@@ -64,6 +74,11 @@ def _report(file: Path, fmt: ReportFormat, msl: float, engine: Engine, output: P
     from analyzer.analysis import analyze as run_analysis
 
     result = run_analysis(file, msl=msl, engine=engine.value)
+    if fmt not in (ReportFormat.text, ReportFormat.json):
+        from analyzer.report.render import write_report
+
+        write_report(result, fmt.value, output)
+        return
     if fmt is ReportFormat.json:
         from analyzer.report.json_report import write_json
 

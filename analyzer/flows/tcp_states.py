@@ -361,21 +361,22 @@ def select_events(
     for d in (C2S, S2C):
         fi = td.fin_idx[d]
         fin_rel[d][fi >= 0] = si.end[fi[fi >= 0]] - 1
-    if n:
-        own_fin_idx = td.fin_idx[tp.dir, blk]
+    # (computed on the data segments only: they are the only candidates)
+    dpos = np.flatnonzero(is_data[si.dorder])
+    if len(dpos):
+        dk = si.dorder[dpos]
+        d_dir = tp.dir[dk]
+        d_blk = blk[dk]
+        own_fin_idx = td.fin_idx[d_dir, d_blk]
         late = (
-            is_data
-            & (own_fin_idx >= 0)
-            & (idx_all > own_fin_idx)
-            & (si.data_start + tp.plen > fin_rel[tp.dir, blk])
+            (own_fin_idx >= 0)
+            & (dk > own_fin_idx)
+            & (si.data_start[dk] + tp.plen[dk] > fin_rel[d_dir, d_blk])
         )
-        late_first = first_index_per_group(late[si.dorder], group[si.dorder], 2 * nb)
-        late_idx = np.where(late_first >= 0, si.dorder[np.maximum(late_first, 0)], -1)
-        late_idx = late_idx[
-            (late_idx >= 0)
-            & (late_idx != np.where(first_data >= 0, si.dorder[np.maximum(first_data, 0)], -2))
-        ]
-        add(late_idx, int(Pk.DATA))
+        late_first = first_index_per_group(late, group[dk], 2 * nb)
+        late_idx = np.where(late_first >= 0, dk[np.maximum(late_first, 0)], -1)
+        first_data_idx = np.where(first_data >= 0, si.dorder[np.maximum(first_data, 0)], -2)
+        add(late_idx[(late_idx >= 0) & (late_idx != first_data_idx)], int(Pk.DATA))
 
     # FINs: crossing first FINs get the simultaneous codes; a FIN that ACKs the receiver's FIN
     # moves the receiver straight to TIME-WAIT/CLOSED.
@@ -384,17 +385,19 @@ def select_events(
     s_fin = td.fin_idx[S2C]
     sim_f1 = np.where(crossed, np.minimum(c_fin, s_fin), -1)
     sim_f2 = np.where(crossed, np.maximum(c_fin, s_fin), -1)
-    special_fin = np.zeros(n, dtype=bool)
-    special_fin[sim_f1[sim_f1 >= 0]] = True
-    special_fin[sim_f2[sim_f2 >= 0]] = True
-    if n:
-        recv_fin_next = td.fin_next_raw[1 - tp.dir, blk]
-        recv_fin_idx = td.fin_idx[1 - tp.dir, blk]
-        acking = has_ack & (recv_fin_idx >= 0) & (recv_fin_idx < idx_all) & _covers(tp.ack, recv_fin_next)
-    else:
-        acking = np.zeros(0, bool)
-    add(is_fin & ~special_fin & ~acking, int(Pk.FIN))
-    add(is_fin & ~special_fin & acking, int(Pk.FIN_ACKING))
+    fins = np.flatnonzero(is_fin)
+    special = np.isin(fins, np.r_[sim_f1[sim_f1 >= 0], sim_f2[sim_f2 >= 0]])
+    f_dir = tp.dir[fins]
+    f_blk = blk[fins]
+    recv_fin_idx = td.fin_idx[1 - f_dir, f_blk]
+    acking = (
+        has_ack[fins]
+        & (recv_fin_idx >= 0)
+        & (recv_fin_idx < fins)
+        & _covers(tp.ack[fins], td.fin_next_raw[1 - f_dir, f_blk])
+    )
+    add(fins[~special & ~acking], int(Pk.FIN))
+    add(fins[~special & acking], int(Pk.FIN_ACKING))
     add(sim_f1, int(Pk.FIN_SIM_FIRST))
     add(sim_f2, int(Pk.FIN_SIM_SECOND))
 

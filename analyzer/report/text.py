@@ -20,6 +20,7 @@ from rich.text import Text
 from analyzer import __version__
 from analyzer.analysis import Analysis
 from analyzer.flows.udp import ZEEK_ANSWERED, ZEEK_UNANSWERED, icmp_reason
+from analyzer.report.ladder_text import ladder_sections
 
 LINK_NAMES = {
     0: "NULL",
@@ -69,11 +70,14 @@ LABEL_WIDTH = 11
 def render_text(analysis: Analysis, *, color: bool = False, width: int = 100) -> str:
     """The whole report as one string (ANSI styled when ``color``, plain ASCII otherwise)."""
     lines: list[Text] = [*_capture_lines(analysis), Text("")]
+    ladders = ladder_sections(analysis, fancy=color, width=width)
     for rec in analysis.tcp_records:
         lines += _tcp_section(rec, analysis.msl, width, color)
+        lines += ladders.get(("tcp", int(rec["id"])), [])
         lines.append(Text(""))
     for rec in analysis.udp_records:
         lines += _udp_section(rec, width, color)
+        lines += ladders.get(("udp", int(rec["id"])), [])
         lines.append(Text(""))
     if not analysis.tcp_records and not analysis.udp_records:
         lines.append(Text("no TCP or UDP traffic in this capture"))
