@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,34 @@ import pytest
 from analyzer.demos.scenarios import SCENARIOS, Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
+# Every process the live tests start carries this variable, and so do all their descendants
+# (workers, demo programs, capture tools): a process still carrying it after a run is a leftover,
+# whatever it was reparented to.
+MARK_VAR = "ANALYZER_TEST_MARK"
+MARK = f"{os.getpid()}-{uuid.uuid4().hex}"
 
 
 def env(**extra: str) -> dict[str, str]:
     out = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    out[MARK_VAR] = MARK
     out.update(extra)
     return out
+
+
+def leftovers() -> list[str]:
+    """Running processes (not zombies) that descend from a process a live test started."""
+    needle = f"{MARK_VAR}={MARK}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0") and alive(int(entry.name)):
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"{entry.name} {cmdline}")
+        except OSError:
+            continue
+    return found
 
 
 @functools.cache
@@ -86,19 +109,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def netns_in_use(inode: int) -> list[int]:
-    """Pids of processes still in network namespace ``inode``."""
-    users = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.stat(entry / "ns" / "net").st_ino == inode:
-                    users.append(int(entry.name))
-            except OSError:
-                continue
-    return users
 
 
 def pids_of(result: dict[str, Any]) -> list[int]:

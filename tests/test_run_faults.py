@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from livehelp import alive, env, need_namespace, netns_in_use, pids_of
+from livehelp import alive, env, leftovers, need_namespace, pids_of
 
 from analyzer.capture.pcapfile import count_frames
 from analyzer.demos.scenarios import SCENARIOS
@@ -48,8 +48,7 @@ def assert_left_nothing(out: Path) -> dict[str, Any]:
     for sc in doc["scenarios"]:
         for pid in pids_of(sc):
             assert not alive(pid), f"{sc['name']}: process {pid} survived"
-        if sc["kernel"].get("netns"):
-            assert netns_in_use(sc["kernel"]["netns"]) == []
+    assert leftovers() == []  # and so no private namespace either: it lives as long as its processes
     return doc
 
 

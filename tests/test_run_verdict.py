@@ -127,9 +127,22 @@ def test_text_report_shows_prediction_kernel_and_verdicts(tmp_path: Path) -> Non
     assert "private network namespace - capture: dumpcap on lo" in text
     assert "daytime - the server sends the time" in text and text.splitlines()[2].endswith("PASS")
     assert (
-        "TIME_WAIT  predicted: server 127.0.0.1:13 in TIME_WAIT until +60 s, 59.5 s left at the sample"
+        " kernel     predicted: server 127.0.0.1:13 in TIME_WAIT until +60 s (59.5 s left at the sample)"
         " | kernel: 127.0.0.1:13 -> 127.0.0.1:40864 TIME_WAIT, 59 s left | agree"
     ) in text
     assert "checks     13 of 13 passed" in text
     assert "1 scenario passed - 1.2 s - report:" in text
     assert "·" not in text and "━" not in text  # plain ASCII when not a terminal
+
+
+def test_kernel_line_for_none_and_disagreement() -> None:
+    refused = flow("none")
+    refused["time_wait"] = {"holder": "none", "kernel": {"observed": [], "timer_s": None, "agrees": True}}
+    assert render.kernel_line(refused, T0) == "predicted: no TIME_WAIT | kernel: no TIME_WAIT socket | agree"
+    wrong = flow("client")
+    view, _ = kernel_view(wrong, [sock(S, C, timer=59.0)])
+    wrong["time_wait"]["kernel"] = view
+    assert render.kernel_line(wrong, T0 + 1) == (
+        "predicted: client 127.0.0.1:40864 in TIME_WAIT until +60 s (59.0 s left at the sample)"
+        " | kernel: 127.0.0.1:13 -> 127.0.0.1:40864 TIME_WAIT, 59 s left | DISAGREE"
+    )

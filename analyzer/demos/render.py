@@ -58,51 +58,18 @@ def _ep(ep: dict[str, Any]) -> str:
     return f"[{ip}]:{ep.get('port')}" if ":" in ip else f"{ip}:{ep.get('port')}"
 
 
-def _preview(direction: dict[str, Any]) -> str:
-    text = direction.get("preview") or ""
-    return f' "{text}"' if text else ""
-
-
-def tcp_lines(flow: dict[str, Any], sample_ts: float | None, fancy: bool) -> list[str]:
-    arrow = "→" if fancy else "->"
-    sep = " · " if fancy else "; "
-    hs, data, td = flow.get("handshake") or {}, flow.get("data") or {}, flow.get("teardown") or {}
+def kernel_line(flow: dict[str, Any], sample_ts: float | None) -> str:
+    """``predicted: server 127.0.0.1:13 in TIME_WAIT until +60 s | kernel: ... 59 s left | agree``."""
     tw = flow.get("time_wait") or {}
-    c2s, s2c = data.get("client_to_server") or {}, data.get("server_to_client") or {}
-    rtt = f"{sep}RTT {hs['rtt_ms']:.3f} ms" if isinstance(hs.get("rtt_ms"), (int, float)) else ""
-    lines = [
-        f"{_ep(flow['client'])} (client) {arrow} {_ep(flow['server'])} (server), tcp flow {flow.get('id')}",
-        f"handshake  {hs.get('state')}{rtt}",
-        f"data       client{arrow}server {c2s.get('bytes', 0)} B{_preview(c2s)}"
-        f"{sep}server{arrow}client {s2c.get('bytes', 0)} B{_preview(s2c)}",
-    ]
-    first = td.get("first_fin")
-    closer = f"{sep}the {first} closed first" if first and first != "none" else ""
-    after = td.get("bytes_after_first_fin")
-    after_text = f"{sep}{after} B sent after the first FIN" if after else ""
-    rst = f"{sep}RST by {td['rst_by']}" if td.get("rst_by") else ""
-    lines.append(f"teardown   {td.get('kind')}{closer}{rst}{after_text}")
-    lines.append(f"TIME_WAIT  {_time_wait_text(flow, tw, sample_ts)}")
-    zeek = flow.get("zeek") or {}
-    if zeek:
-        lines.append(
-            f"interop    Zeek {zeek.get('conn_state')} {zeek.get('history')}"
-            f"{sep}Wireshark completeness {flow.get('completeness')}"
-        )
-    return lines
-
-
-def _time_wait_text(flow: dict[str, Any], tw: dict[str, Any], sample_ts: float | None) -> str:
     holder = tw.get("holder")
     if holder in (None, "none"):
-        predicted = "predicted: none"
+        predicted = "predicted: no TIME_WAIT"
     else:
         who = {"server": _ep(flow["server"]), "client": _ep(flow["client"])}.get(holder, "both ends")
-        hold = tw.get("hold_s")
         left = ""
         if sample_ts and tw.get("until_ts"):
-            left = f", {tw['until_ts'] - sample_ts:.1f} s left at the sample"
-        predicted = f"predicted: {holder} {who} in TIME_WAIT until +{hold:g} s{left}" if hold else holder
+            left = f" ({tw['until_ts'] - sample_ts:.1f} s left at the sample)"
+        predicted = f"predicted: {holder} {who} in TIME_WAIT until +{tw.get('hold_s', 0):g} s{left}"
     view = tw.get("kernel")
     if view is None:
         return predicted
@@ -111,21 +78,18 @@ def _time_wait_text(flow: dict[str, Any], tw: dict[str, Any], sample_ts: float |
     return f"{predicted} | kernel: {kernel} | {'agree' if view['agrees'] else 'DISAGREE'}"
 
 
-def udp_lines(flow: dict[str, Any], fancy: bool) -> list[str]:
-    arrow = "→" if fancy else "->"
-    sep = " · " if fancy else "; "
-    grams = flow.get("datagrams") or []
-    requests = sum(1 for d in grams if d.get("dir") == "c2s")
-    replies = len(grams) - requests
-    icmp = flow.get("icmp_unreachable")
-    text = f"{_ep(flow['client'])} {arrow} {_ep(flow['server'])}{sep}{requests} requests, {replies} replies"
-    if flow.get("echo"):
-        text += ", every reply equals its request"
-    lines = [text]
-    if icmp:
-        lines.append("ICMP       port unreachable answered the client")
-    lines.append("no handshake, no teardown, no TIME_WAIT: UDP has no connection state")
-    return lines
+def _flows(result: ScenarioResult, console: Console, fancy: bool) -> None:
+    """The analysis' own per-flow summary (``analyzer analyze``), without its capture title line."""
+    from analyzer.report.text import render_text
+
+    if result.analysis is None:
+        return
+    text = render_text(result.analysis, color=fancy, width=console.width)
+    lines = text.rstrip("\n").split("\n")[1:]  # the run's header already names tool and file
+    if fancy:
+        console.print(Text.from_ansi("\n".join(lines)))
+    else:
+        console.print("\n".join(lines), markup=False)
 
 
 def scenario(result: ScenarioResult, console: Console) -> None:
@@ -140,12 +104,11 @@ def scenario(result: ScenarioResult, console: Console) -> None:
     kernel = result.worker.get("kernel") or {}
     sample_ts = (kernel.get("sample") or {}).get("ts")
     report = result.report or {}
-    for flow in report.get("tcp", []):
-        for line in tcp_lines(flow, sample_ts, fancy):
-            console.print(" " + line, markup=False)
-    for flow in report.get("udp", []):
-        for line in udp_lines(flow, fancy):
-            console.print(" " + line, markup=False)
+    _flows(result, console, fancy)
+    tcp = report.get("tcp", [])
+    for flow in tcp:
+        label = "kernel" if len(tcp) == 1 else f"kernel {flow.get('id')}"
+        console.print(f" {label:<10} {kernel_line(flow, sample_ts)}", markup=False)
     if result.attempts > 1:
         console.print(f" tries      {result.attempts} (the FINs crossed on the last one)", markup=False)
     watch = kernel.get("watch") or {}

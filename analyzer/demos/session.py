@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import analyzer
 from analyzer import capture, errors
@@ -27,6 +27,9 @@ from analyzer.capture.procs import Child
 from analyzer.demos import outputs
 from analyzer.demos.expect import Check
 from analyzer.demos.scenarios import Scenario
+
+if TYPE_CHECKING:
+    from analyzer.analysis import Analysis
 
 OnEvent = Callable[[str, dict[str, Any]], None]
 WORKER_TIMEOUT = 120.0  # ten tries of a simultaneous close fit easily
@@ -53,6 +56,7 @@ class ScenarioResult:
     worker: dict[str, Any] = field(default_factory=dict)
     capture_path: Path | None = None
     report: dict[str, Any] | None = None
+    analysis: Analysis | None = None  # kept for the text report
     checks: list[Check] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -275,16 +279,17 @@ def _judge(result: ScenarioResult, opts: RunOptions, isolation: str) -> None:
             result.problems.append("no capture file")
         return
     try:
-        from analyzer.analysis import analyze  # type: ignore[import-not-found, unused-ignore]
+        from analyzer.analysis import analyze
 
-        report = analyze(path, msl=opts.msl).to_dict()
+        analysis = analyze(path, msl=opts.msl)
+        report = analysis.to_dict()
     except ImportError as exc:
         result.problems.append(f"analysis is not available in this build: {exc}")
         return
     except errors.AnalyzerError as exc:
         result.problems.append(f"cannot analyze {path}: {exc.message}")
         return
-    result.report = report
+    result.report, result.analysis = report, analysis
     if w.get("interrupted"):
         return  # a partial capture: shown as it is, not judged
     port_map = {result.scenario.port: result.scenario.server_port(True)} if opts.host_loopback else None
