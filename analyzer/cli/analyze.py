@@ -22,7 +22,6 @@ class ReportFormat(StrEnum):
     json = "json"
     md = "md"
     html = "html"
-    junit = "junit"
     csv = "csv"
     parquet = "parquet"
 
@@ -42,7 +41,7 @@ def analyze(
         typer.Option(
             "--format",
             "-f",
-            help="text (readable, default), json (analyzer.report/1), md, html, junit, "
+            help="text (readable, default), json (analyzer.report/1), md, html, "
             "or csv/parquet (packets, tcp, udp tables into -o DIR).",
         ),
     ] = ReportFormat.text,

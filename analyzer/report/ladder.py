@@ -230,16 +230,23 @@ def build_ladders(
     udp_recs = list(analysis.udp_records if udp_records is None else udp_records)
     if max_flows is not None:
         tcp_recs, udp_recs = tcp_recs[:max_flows], udp_recs[:max_flows]
+    # A hand-made Analysis may carry records without the packet table: its ladders have no
+    # TCP arrows (UDP arrows come from the records themselves).
+    table = PACKET_COLUMNS.issubset(analysis.packets.columns)
     with _payloads(analysis.capture.file) as payloads:
         tcp: list[Ladder] = []
         if tcp_recs:
-            rows = tcp_packet_rows(analysis.packets)
-            by_stream = _stream_slices(rows["stream"].to_numpy())
-            cols = _tcp_columns(analysis.packets, rows)
+            by_stream: dict[int, slice] = {}
+            cols: dict[str, list[Any]] = {k: [] for k in TCP_COLUMN_KEYS}
+            if table:
+                rows = tcp_packet_rows(analysis.packets)
+                by_stream = _stream_slices(rows["stream"].to_numpy())
+                cols = _tcp_columns(analysis.packets, rows)
             for rec in tcp_recs:
                 sl = by_stream.get(int(rec["id"]), slice(0, 0))
                 tcp.append(_tcp_ladder(rec, cols, sl, payloads, max_arrows))
-        udp = [_udp_ladder(rec, analysis.packets, payloads, max_arrows) for rec in udp_recs]
+        packets = analysis.packets if table else None
+        udp = [_udp_ladder(rec, packets, payloads, max_arrows) for rec in udp_recs]
     return tcp, udp
 
 
@@ -261,6 +268,43 @@ def _stream_slices(stream: np.ndarray[Any, np.dtype[np.int64]]) -> dict[int, sli
     cuts = np.flatnonzero(np.r_[True, stream[1:] != stream[:-1]])
     ends = np.r_[cuts[1:], len(stream)]
     return {int(stream[a]): slice(int(a), int(b)) for a, b in zip(cuts, ends, strict=True)}
+
+
+TCP_COLUMN_KEYS = (
+    "frame",
+    "ts",
+    "dir",
+    "flags",
+    "seq",
+    "ack",
+    "len",
+    "retrans",
+    "keepalive",
+    "dup",
+    "zwin",
+    "poff",
+    "pcap",
+)
+# PACKETS columns the ladders read (tcp_packet_rows and the UDP datagram lookup).
+PACKET_COLUMNS = frozenset(
+    (
+        "frame",
+        "ts",
+        "ts_ns",
+        "proto",
+        "src",
+        "dst",
+        "sport",
+        "dport",
+        "tcp_flags",
+        "seq",
+        "ack",
+        "win",
+        "payload_len",
+        "payload_offset",
+        "payload_caplen",
+    )
+)
 
 
 def _tcp_columns(packets: pd.DataFrame, rows: pd.DataFrame) -> dict[str, list[Any]]:
@@ -631,15 +675,15 @@ def _udp_packet_rows(packets: pd.DataFrame, rec: dict[str, Any]) -> list[int]:
 
 
 def _udp_ladder(
-    rec: dict[str, Any], packets: pd.DataFrame, payloads: CaptureBytes | None, max_arrows: int
+    rec: dict[str, Any], packets: pd.DataFrame | None, payloads: CaptureBytes | None, max_arrows: int
 ) -> Ladder:
     client = Endpoint(str(rec["client"]["ip"]), int(rec["client"]["port"]), "client")
     server = Endpoint(str(rec["server"]["ip"]), int(rec["server"]["port"]), "server")
     dgs: list[dict[str, Any]] = list(rec.get("datagrams") or [])
     icmps: list[dict[str, Any]] = list(rec.get("icmp_unreachable") or [])
     t0 = float(dgs[0]["ts"]) if dgs else float(icmps[0]["ts"]) if icmps else 0.0
-    prow = _udp_packet_rows(packets, rec)
-    frames = packets["frame"].to_numpy()
+    prow = _udp_packet_rows(packets, rec) if packets is not None else []
+    frames = packets["frame"].to_numpy() if packets is not None else np.zeros(0, dtype=np.int64)
     exact = len(prow) == len(dgs)  # then datagram k is PACKETS row prow[k]
 
     events: list[tuple[float, int, dict[str, Any]]] = [(float(d["ts"]), 0, d) for d in dgs]
@@ -695,8 +739,8 @@ def _udp_ladder(
     rows = _rows(_keep(n, landmark, max_arrows), n, arrow, [events[order[p]][0] - t0 for p in range(n)], dirs)
 
     items: list[DataItem] = []
-    offsets = packets["payload_offset"].to_numpy()
-    caplens = packets["payload_caplen"].to_numpy()
+    offsets = packets["payload_offset"].to_numpy() if packets is not None else frames
+    caplens = packets["payload_caplen"].to_numpy() if packets is not None else frames
     for k, d in enumerate(dgs[:DATAGRAM_ITEMS]):
         full: str | None = None
         truncated = False

@@ -176,6 +176,8 @@ def ladder_sections(
     tcp, udp = build_ladders(analysis, max_flows=max_flows)
     out: dict[tuple[str, int], list[Text]] = {}
     for lad in [*tcp, *udp]:
+        if not lad.arrows:
+            continue
         head = Text(" ladder", style="bold")
         if lad.packets > len(lad.arrows):
             head.append(f"     {len(lad.arrows):,} of {lad.packets:,} packets drawn", style="dim")
