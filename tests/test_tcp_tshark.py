@@ -80,6 +80,8 @@ def tshark_streams(path: Path) -> tuple[dict[int, Stream], dict[int, int]]:
     stream_of: dict[int, int] = {}
     for line in out.splitlines():
         v = line.split("\t")
+        if not v[1]:  # not a TCP frame
+            continue
         frame, sid = int(v[0]), int(v[1])
         s = streams[sid]
         if not s.frames:
