@@ -577,6 +577,24 @@ def test_text_in_colour_keeps_capture_strings_literal() -> None:
     assert "[bold]x\\x1b[31m" in text  # rich markup in a payload is shown, not applied
 
 
+def test_text_never_prints_control_characters_from_names() -> None:
+    a = record_analysis([], [echo_record()])
+    a = Analysis(
+        capture=CaptureInfo(
+            file="evil\x1b[2Jname.pcap", format="pcap", link_types=(1,), packets=1, malformed=0, truncated=0
+        ),
+        packets=a.packets,
+        tcp=a.tcp,
+        udp=a.udp,
+        tcp_records=[],
+        udp_records=a.udp_records,
+    )
+    for color in (False, True):
+        text = render_text(a, color=color)
+        assert "evil\\x1b[2Jname.pcap" in text
+        assert "\x1b[2J" not in text
+
+
 def test_text_of_a_real_analysis(mixed: Analysis) -> None:
     text = render_text(mixed)
     assert "TCP 0 | 127.0.0.1:40864 (client) -> 127.0.0.1:13 (server)" in text

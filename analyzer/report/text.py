@@ -12,9 +12,12 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
+from rich.color import ColorSystem
 from rich.console import Console
+from rich.style import Style
 from rich.text import Text
 
 from analyzer import __version__
@@ -50,70 +53,118 @@ RFC9293_MSL_S = 120.0
 
 DATAGRAMS_SHOWN = 10  # longer UDP conversations show their first and last datagrams only
 
-_ASCII = str.maketrans(
-    {
-        "→": "->",
-        "←": "<-",
-        "↔": "<->",
-        "·": "|",
-        "×": "x",
-        "–": "-",
-        "━": "=",
-        "⏎": "\\n",
-        "…": "...",
-    }
+_ASCII = (
+    ("→", "->"),
+    ("←", "<-"),
+    ("↔", "<->"),
+    ("·", "|"),
+    ("×", "x"),
+    ("–", "-"),
+    ("━", "="),
+    ("⏎", "\\n"),
+    ("…", "..."),
 )
+
+# A line of the report: (text, rich style) segments; the ladder sections come as rich Texts.
+Segment = tuple[str, str]
+Line = list[Segment] | Text
 
 LABEL_WIDTH = 11
 
 
 def render_text(analysis: Analysis, *, color: bool = False, width: int = 100) -> str:
     """The whole report as one string (ANSI styled when ``color``, plain ASCII otherwise)."""
-    lines: list[Text] = [*_capture_lines(analysis), Text("")]
+    lines: list[Line] = [*_capture_lines(analysis), []]
     ladders = ladder_sections(analysis, fancy=color, width=width)
     for rec in analysis.tcp_records:
         lines += _tcp_section(rec, analysis.msl, width, color)
         lines += ladders.get(("tcp", int(rec["id"])), [])
-        lines.append(Text(""))
+        lines.append([])
     for rec in analysis.udp_records:
         lines += _udp_section(rec, width, color)
         lines += ladders.get(("udp", int(rec["id"])), [])
-        lines.append(Text(""))
+        lines.append([])
     if not analysis.tcp_records and not analysis.udp_records:
-        lines.append(Text("no TCP or UDP traffic in this capture"))
+        lines.append([("no TCP or UDP traffic in this capture", "")])
     if color:
-        buf = io.StringIO()
-        console = Console(file=buf, force_terminal=True, color_system="standard", width=width, soft_wrap=True)
-        for line in lines:
-            console.print(line, highlight=False)
-        return buf.getvalue()
-    text = "\n".join(line.plain for line in lines).rstrip("\n") + "\n"
-    return text.translate(_ASCII).encode("ascii", "backslashreplace").decode("ascii")
+        return _ansi(lines, width)
+    text = "\n".join(_plain(line) for line in lines).rstrip("\n") + "\n"
+    # str.replace per symbol runs in C; a translate table with multi-character values would
+    # look up every character of a report that may be tens of megabytes.
+    for symbol, ascii_text in _ASCII:
+        text = text.replace(symbol, ascii_text)
+    return text.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def _plain(line: Line) -> str:
+    return line.plain if isinstance(line, Text) else "".join(part for part, _ in line)
+
+
+def _ansi(lines: list[Line], width: int) -> str:
+    """ANSI-styled text. Our own lines are styled segment by segment with rich's SGR codes (a
+    rich Console prints about ten thousand lines a second: too slow for a 100k-flow report); the
+    ladder sections, rich Texts, go through a Console."""
+    console: Console | None = None
+    out: list[str] = []
+    for line in lines:
+        if isinstance(line, Text):
+            if console is None:
+                console = Console(
+                    file=io.StringIO(),
+                    force_terminal=True,
+                    color_system="standard",
+                    width=width,
+                    soft_wrap=True,
+                )
+            with console.capture() as captured:
+                console.print(line, highlight=False)
+            out.append(captured.get().rstrip("\n"))
+        else:
+            out.append(
+                "".join(_sgr(style).render(part, color_system=ColorSystem.STANDARD) for part, style in line)
+            )
+    return "\n".join(out) + "\n"
+
+
+@cache
+def _sgr(style: str) -> Style:
+    return Style.parse(style) if style else Style.null()
+
+
+def _printable(text: str) -> str:
+    """``text`` with control and other non-printable characters as ``\\xNN`` (for file names)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
 
 
 # -- capture ----------------------------------------------------------------------------------
 
 
-def _capture_lines(analysis: Analysis) -> list[Text]:
+def _capture_lines(analysis: Analysis) -> list[Line]:
     cap = analysis.capture
     links = ", ".join(f"{LINK_NAMES.get(t, 'link type')} ({t})" for t in cap.link_types) or "no interfaces"
-    first = Text(f"analyzer {__version__} · ", style="dim")
-    first.append(cap.file, style="bold")
-    first.append(f" · {cap.format} · {links}", style="dim")
-    counts = Text(f"{_plural(cap.packets, 'packet')}")
-    counts.append(f" · {_plural(len(analysis.tcp_records), 'TCP connection')}")
-    counts.append(f" · {_plural(len(analysis.udp_records), 'UDP conversation')}")
+    first: Line = [
+        (f"analyzer {__version__} · ", "dim"),
+        (_printable(cap.file), "bold"),
+        (f" · {cap.format} · {links}", "dim"),
+    ]
+    counts = [
+        _plural(cap.packets, "packet"),
+        _plural(len(analysis.tcp_records), "TCP connection"),
+        _plural(len(analysis.udp_records), "UDP conversation"),
+    ]
     span = _capture_span(analysis)
     if span:
-        counts.append(f" · {span}")
+        counts.append(span)
     bad = []
     if cap.malformed:
         bad.append(f"{cap.malformed:,} malformed")
     if cap.truncated:
         bad.append(f"{cap.truncated:,} truncated")
-    counts.append(" · " + (", ".join(bad) if bad else "no malformed or truncated frames"))
-    out = [first, counts]
-    out += [Text(f"warning: {w}", style="yellow") for w in cap.warnings]
+    counts.append(", ".join(bad) if bad else "no malformed or truncated frames")
+    out: list[Line] = [first, [(" · ".join(counts), "")]]
+    out += [[(f"warning: {_printable(w)}", "yellow")] for w in cap.warnings]
     return out
 
 
@@ -129,7 +180,7 @@ def _capture_span(analysis: Analysis) -> str:
 # -- TCP --------------------------------------------------------------------------------------
 
 
-def _tcp_section(rec: dict[str, Any], msl: float, width: int, color: bool) -> list[Text]:
+def _tcp_section(rec: dict[str, Any], msl: float, width: int, color: bool) -> list[Line]:
     client, server = _ep(rec["client"]), _ep(rec["server"])
     t0 = float(rec["first_ts"])
     guessed = " (client guessed: no SYN seen)" if rec.get("client_guessed") else ""
@@ -161,7 +212,7 @@ def _tcp_section(rec: dict[str, Any], msl: float, width: int, color: bool) -> li
     return out
 
 
-def _handshake_rows(hs: dict[str, Any]) -> list[Text]:
+def _handshake_rows(hs: dict[str, Any]) -> list[Line]:
     parts = [HANDSHAKE_TEXT.get(str(hs["state"]), str(hs["state"]))]
     if hs.get("rtt_ms") is not None:
         parts.append(f"RTT {_ms(float(hs['rtt_ms']))}")
@@ -220,7 +271,7 @@ def _one_side_options(opts: dict[str, Any]) -> str:
     return ", ".join(words) if words else "no options"
 
 
-def _data_rows(data: dict[str, Any]) -> list[Text]:
+def _data_rows(data: dict[str, Any]) -> list[Line]:
     lines = []
     for key, arrow in (("client_to_server", "client→server"), ("server_to_client", "server→client")):
         d = data[key]
@@ -338,7 +389,7 @@ def _msl_note(msl: float) -> str:
     return f"MSL {_seconds(msl)} from --msl; {linux} is MSL 30 s; {rfc}"
 
 
-def _state_rows(states: dict[str, Any]) -> list[Text]:
+def _state_rows(states: dict[str, Any]) -> list[Line]:
     lines = []
     for side in ("client", "server"):
         path = [str(step[0]) for step in states.get(side) or []]
@@ -368,7 +419,7 @@ def _anomaly(a: Any) -> str:
 # -- UDP --------------------------------------------------------------------------------------
 
 
-def _udp_section(rec: dict[str, Any], width: int, color: bool) -> list[Text]:
+def _udp_section(rec: dict[str, Any], width: int, color: bool) -> list[Line]:
     client, server = _ep(rec["client"]), _ep(rec["server"])
     dgs: list[dict[str, Any]] = rec["datagrams"]
     t0 = float(dgs[0]["ts"]) if dgs else 0.0
@@ -459,21 +510,19 @@ def _icmp_text(e: dict[str, Any], dgs: Sequence[dict[str, Any]], t0: float) -> s
 # -- formatting helpers -----------------------------------------------------------------------
 
 
-def _header(title: str, width: int, color: bool, style: str) -> Text:
+def _header(title: str, width: int, color: bool, style: str) -> Line:
     head = f"━━ {title} "
-    text = Text(head, style=f"bold {style}" if color else "")
-    text.append("━" * max(3, width - len(head)), style=style if color else "")
-    return text
+    return [
+        (head, f"bold {style}" if color else ""),
+        ("━" * max(3, width - len(head)), style if color else ""),
+    ]
 
 
-def _row(label: str, value: str, *, style: str = "") -> Text:
-    text = Text()
-    text.append(" " + label.ljust(LABEL_WIDTH), style="bold")
-    text.append(value, style=style)
-    return text
+def _row(label: str, value: str, *, style: str = "") -> Line:
+    return [(" " + label.ljust(LABEL_WIDTH), "bold"), (value, style)]
 
 
-def _rows(label: str, values: Sequence[str], *, style: str = "") -> list[Text]:
+def _rows(label: str, values: Sequence[str], *, style: str = "") -> list[Line]:
     return [_row(label if i == 0 else "", v, style=style) for i, v in enumerate(values)]
 
 
