@@ -484,33 +484,35 @@ def _zeek_letters(tp: TcpPackets, si: SeqInfo, orig_dir: I64, gap_ack: BOOL) -> 
 def gap_ack_events(tp: TcpPackets, si: SeqInfo, gaps: list[list[list[int]]], origin: I64) -> BOOL:
     """Per packet: marks, in the data sender's direction, each gap the peer has ACKed.
 
-    The mark is placed on the data direction's next packet after the ACK (or its last packet),
-    so that per-direction counting attributes the ``g`` to the side whose bytes are missing.
+    A gap counts once a peer segment (not a FIN or RST: Zeek ignores gaps revealed at the very
+    end) ACKs past its first byte. The mark is placed on the data direction's next packet after
+    that ACK (or its last packet), so that per-direction counting attributes the ``g`` to the
+    side whose bytes are missing.
     """
     n = tp.n_packets
     out = np.zeros(n, dtype=bool)
-    flags = tp.flags
-    for gi, glist in enumerate(gaps):
-        if not glist:
-            continue
+    for gi in [i for i, g in enumerate(gaps) if g]:
         b, d = gi >> 1, gi & 1
         s, e = int(tp.starts[b]), int(tp.ends[b])
-        base = int(si.base[gi])
-        mine = [k for k in range(s, e) if tp.dir[k] == d]
-        for off, _length in glist:
-            target = (base + int(origin[gi]) + off + 1) & 0xFFFFFFFF
-            for k in range(s, e):
-                if (
-                    tp.dir[k] != d
-                    and flags[k] & TCP_ACK
-                    and not flags[k] & (TCP_FIN | TCP_RST)
-                    and ((int(tp.ack[k]) - target) & 0xFFFFFFFF) < 0x80000000
-                ):
-                    later = [j for j in mine if j > k]
-                    mark = later[0] if later else (mine[-1] if mine else -1)
-                    if mark >= 0:
-                        out[mark] = True
-                    break
+        dirs = tp.dir[s:e]
+        fl = tp.flags[s:e]
+        peer = np.flatnonzero((dirs != d) & ((fl & TCP_ACK) != 0) & ((fl & (TCP_FIN | TCP_RST)) == 0))
+        mine = np.flatnonzero(dirs == d)
+        if len(peer) == 0 or len(mine) == 0:
+            continue
+        # ACK values relative to the side's base, unwrapped like sequence numbers
+        acks = tp.ack[s:e][peer]
+        step = np.empty(len(peer), dtype=np.int64)
+        step[0] = np.array([(int(acks[0]) - int(si.base[gi])) & 0xFFFFFFFF], dtype=np.uint32).view(np.int32)[
+            0
+        ]
+        step[1:] = (acks[1:] - acks[:-1]).view(np.int32)
+        reach = np.maximum.accumulate(np.cumsum(step))
+        targets = np.array([int(origin[gi]) + off + 1 for off, _ in gaps[gi]], dtype=np.int64)
+        first = np.searchsorted(reach, targets, "left")
+        for k in first[first < len(peer)].tolist():
+            after = int(np.searchsorted(mine, peer[k], "right"))
+            out[s + int(mine[min(after, len(mine) - 1)])] = True
     return out
 
 
