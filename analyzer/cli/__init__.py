@@ -36,7 +36,7 @@ def _root(
 
 def _register() -> None:
     # Commands live in their own modules; importing them registers them on ``app``.
-    from analyzer.cli import analyze, crosscheck, demo, packets, plot, run, scenarios  # noqa: F401
+    from analyzer.cli import analyze, crosscheck, demo, packets, plot, run, scenarios, verify  # noqa: F401
 
 
 _register()
