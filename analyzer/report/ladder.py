@@ -240,13 +240,16 @@ def build_ladders(
             cols: dict[str, list[Any]] = {k: [] for k in TCP_COLUMN_KEYS}
             if table:
                 rows = tcp_packet_rows(analysis.packets)
+                wanted = np.isin(rows["stream"].to_numpy(), [int(r["id"]) for r in tcp_recs])
+                rows = rows[wanted]
                 by_stream = _stream_slices(rows["stream"].to_numpy())
                 cols = _tcp_columns(analysis.packets, rows)
             for rec in tcp_recs:
                 sl = by_stream.get(int(rec["id"]), slice(0, 0))
                 tcp.append(_tcp_ladder(rec, cols, sl, payloads, max_arrows))
-        packets = analysis.packets if table else None
-        udp = [_udp_ladder(rec, packets, payloads, max_arrows) for rec in udp_recs]
+        packets = analysis.packets if table and udp_recs else None
+        by_pair = _udp_rows_by_pair(analysis.packets) if packets is not None else {}
+        udp = [_udp_ladder(rec, packets, by_pair, payloads, max_arrows) for rec in udp_recs]
     return tcp, udp
 
 
@@ -660,29 +663,46 @@ def shorten_preview(text: str, limit: int) -> str:
     return "".join(tokens[:limit]) + ELLIPSIS
 
 
-def _udp_packet_rows(packets: pd.DataFrame, rec: dict[str, Any]) -> list[int]:
+Pair = tuple[tuple[str, int], tuple[str, int]]
+
+
+def _pair(a: tuple[str, int], b: tuple[str, int]) -> Pair:
+    return (a, b) if a <= b else (b, a)
+
+
+def _udp_rows_by_pair(packets: pd.DataFrame) -> dict[Pair, list[int]]:
+    """PACKETS rows of every UDP datagram, by unordered endpoint pair, in frame order."""
+    rows = np.flatnonzero((packets["proto"] == "udp").to_numpy())
+    src = packets["src"].to_numpy()[rows].astype(object).tolist()
+    dst = packets["dst"].to_numpy()[rows].astype(object).tolist()
+    sp = packets["sport"].to_numpy()[rows].tolist()
+    dp = packets["dport"].to_numpy()[rows].tolist()
+    out: dict[Pair, list[int]] = defaultdict(list)
+    for r, s, a, d, b in zip(rows.tolist(), src, sp, dst, dp, strict=True):
+        out[_pair((str(s), int(a)), (str(d), int(b)))].append(r)
+    return out
+
+
+def _udp_packet_rows(by_pair: dict[Pair, list[int]], rec: dict[str, Any]) -> list[int]:
     """PACKETS rows of a UDP conversation's datagrams, in frame order."""
-    cip, cport = str(rec["client"]["ip"]), int(rec["client"]["port"])
-    sip, sport = str(rec["server"]["ip"]), int(rec["server"]["port"])
-    udp = (packets["proto"] == "udp").to_numpy()
-    src = packets["src"].astype(object).to_numpy()
-    dst = packets["dst"].astype(object).to_numpy()
-    sp = packets["sport"].to_numpy()
-    dp = packets["dport"].to_numpy()
-    fwd = (src == cip) & (sp == cport) & (dst == sip) & (dp == sport)
-    rev = (src == sip) & (sp == sport) & (dst == cip) & (dp == cport)
-    return np.flatnonzero(udp & (fwd | rev)).tolist()
+    client = (str(rec["client"]["ip"]), int(rec["client"]["port"]))
+    server = (str(rec["server"]["ip"]), int(rec["server"]["port"]))
+    return by_pair.get(_pair(client, server), [])
 
 
 def _udp_ladder(
-    rec: dict[str, Any], packets: pd.DataFrame | None, payloads: CaptureBytes | None, max_arrows: int
+    rec: dict[str, Any],
+    packets: pd.DataFrame | None,
+    by_pair: dict[Pair, list[int]],
+    payloads: CaptureBytes | None,
+    max_arrows: int,
 ) -> Ladder:
     client = Endpoint(str(rec["client"]["ip"]), int(rec["client"]["port"]), "client")
     server = Endpoint(str(rec["server"]["ip"]), int(rec["server"]["port"]), "server")
     dgs: list[dict[str, Any]] = list(rec.get("datagrams") or [])
     icmps: list[dict[str, Any]] = list(rec.get("icmp_unreachable") or [])
     t0 = float(dgs[0]["ts"]) if dgs else float(icmps[0]["ts"]) if icmps else 0.0
-    prow = _udp_packet_rows(packets, rec) if packets is not None else []
+    prow = _udp_packet_rows(by_pair, rec) if packets is not None else []
     frames = packets["frame"].to_numpy() if packets is not None else np.zeros(0, dtype=np.int64)
     exact = len(prow) == len(dgs)  # then datagram k is PACKETS row prow[k]
 
