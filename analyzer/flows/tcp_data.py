@@ -30,6 +30,7 @@ import hashlib
 import threading
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -67,12 +68,14 @@ class DataFacts:
     is_data: BOOL  # per packet: data segment
     is_keepalive: BOOL  # per packet
     stream_index: StreamIndex | None = None
-    worker: threading.Thread | None = None  # still filling sha256/preview, see wait()
+    worker: _Worker | None = None  # still filling sha256/preview, see wait()
 
     def wait(self) -> None:
-        """Block until ``sha256`` and ``preview`` are complete."""
+        """Block until ``sha256`` and ``preview`` are complete (re-raising the worker's error)."""
         if self.worker is not None:
             self.worker.join()
+            if self.worker.error is not None:
+                raise self.worker.error
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,21 @@ class StreamIndex:
             return []
         a, b = int(self.bounds_start[cand[i]]), int(self.bounds_end[cand[i]])
         return list(zip(self.offsets[a:b].tolist(), self.lengths[a:b].tolist(), strict=True))
+
+
+class _Worker(threading.Thread):
+    """Runs ``_digests_and_previews`` and keeps its exception for ``DataFacts.wait``."""
+
+    def __init__(self, job: tuple[Any, ...]) -> None:
+        super().__init__(daemon=True)
+        self.job = job
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            _digests_and_previews(*self.job)
+        except BaseException as exc:  # handed to the main thread by DataFacts.wait
+            self.error = exc
 
 
 NO_GAPS: list[list[int]] = []  # shared by every direction without gaps (records are read-only)
@@ -279,7 +297,7 @@ def analyze_data(
     )  # fmt: skip
     sha: list[str | None] = [None] * ng
     prev: list[str | None] = [None] * ng
-    worker: threading.Thread | None = None
+    worker: _Worker | None = None
     if payloads is not None:
         sha[:] = [EMPTY_SHA256] * ng
         prev[:] = [""] * ng
@@ -288,7 +306,7 @@ def analyze_data(
             # Hashing is C work on the capture's bytes; overlapping it with the (numpy) stages
             # that follow uses the second core. ``DataFacts.wait()`` joins before the results
             # are read.
-            worker = threading.Thread(target=_digests_and_previews, args=job, daemon=True)
+            worker = _Worker(job)
             worker.start()
         else:
             _digests_and_previews(*job)
