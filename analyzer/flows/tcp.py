@@ -155,7 +155,7 @@ def analyze_tcp(packets: pd.DataFrame, payloads: CaptureBytes | None, *, msl: fl
     td = analyze_teardown(packets, tp, si, hs, data.is_data, data.origin, msl)
     st = run_states(tp, si, hs, td, data.is_data)
     io = analyze_interop(tp, si, data.bytes[0::2], data.bytes[1::2], data.gaps, data.origin)
-    anomalies = _anomalies(tp, hs, data, td, st)
+    anomalies = _anomalies(tp, data, td, st)
     data.wait()
     table = _table(tp, hs, data, td, io, anomalies)
     records = _records(tp, hs, data, td, st, io, anomalies)
@@ -183,7 +183,7 @@ def _float_or_none(values: npt.NDArray[np.float64]) -> list[float | None]:
 
 
 def _anomalies(
-    tp: TcpPackets, hs: HandshakeFacts, data: DataFacts, td: TeardownFacts, st: StateEvents
+    tp: TcpPackets, data: DataFacts, td: TeardownFacts, st: StateEvents
 ) -> list[list[dict[str, Any]]]:
     """Anomalies per block: the state machine's, plus checks on the teardown and the data."""
     nb = tp.n_blocks
@@ -217,7 +217,6 @@ def _anomalies(
     reuse = td.reused_by >= 0
     bad6191 = reuse & np.array([v is False for v in td.rfc6191_ok.tolist()], dtype=bool)
     add(bad6191, "rfc6191_violation", None, np.full(nb, -1, np.int64))
-    del hs
     return out
 
 
