@@ -219,11 +219,16 @@ class LoopbackCapture:
         *,
         tcp: Sequence[Mapping[str, Any]] | Mapping[str, Any] = (),
         udp: Sequence[Mapping[str, Any]] | Mapping[str, Any] = (),
+        port_map: Mapping[int, int] | None = None,
     ) -> list[Check]:
-        """Evaluate a spec (tables, TOML text, a .toml path or a ``Spec``); never raises on failure."""
+        """Evaluate a spec (tables, TOML text, a .toml path or a ``Spec``); never raises on failure.
+
+        ``port_map`` rewrites the ports the spec's selectors name, so a file written for fixed
+        ports (``server_port = 13``) checks a run on the port the test got (``{13: port}``).
+        """
         from analyzer.checks import evaluate
 
-        return evaluate(_spec(spec, tcp, udp), self.analysis)
+        return evaluate(_spec(spec, tcp, udp), self.analysis, port_map=port_map)
 
     def expect(
         self,
@@ -231,12 +236,13 @@ class LoopbackCapture:
         *,
         tcp: Sequence[Mapping[str, Any]] | Mapping[str, Any] = (),
         udp: Sequence[Mapping[str, Any]] | Mapping[str, Any] = (),
+        port_map: Mapping[int, int] | None = None,
     ) -> list[Check]:
         """Like ``checks``, but raise ``AssertionError`` listing every failed check."""
         __tracebackhide__ = True
         from analyzer.checks import assertion_message, failures
 
-        checks = self.checks(spec, tcp=tcp, udp=udp)
+        checks = self.checks(spec, tcp=tcp, udp=udp, port_map=port_map)
         if failures(checks):
             raise AssertionError(assertion_message(checks, str(self.path)))
         return checks

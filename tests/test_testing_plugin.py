@@ -5,7 +5,9 @@ test run shows: passes, readable failures, a skip when capturing is impossible."
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import entry_points
@@ -13,12 +15,17 @@ from pathlib import Path
 
 import pytest
 
+import analyzer
+from analyzer.demos.programs import command
+from analyzer.demos.scenarios import SCENARIOS
 from analyzer.errors import UsageError
+from analyzer.kernel import read_sockets
 from analyzer.testing import LoopbackCapture
 
 pytest_plugins = ["pytester"]
 
 Factory = Callable[..., LoopbackCapture]
+EXPECT = Path(analyzer.__file__).parent / "demos" / "expect"
 # Inner runs without the cache and hypothesis' plugin (it alone takes over a second to set up).
 QUIET_RUN = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
 
@@ -241,3 +248,51 @@ def test_capture_files_live_in_the_test_tmp_path(loopback_capture: Factory, tmp_
     assert first.path.parent == tmp_path == second.path.parent
     assert first.path != second.path
     assert first.path.suffix in (".pcap", ".pcapng") and first.path.exists()
+
+
+# -- the demo scenarios of `analyzer run`, checked through the plugin -------------------------
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_bound(proto: str, port: int, server: subprocess.Popen[bytes]) -> None:
+    files = ("/proc/net/tcp",) if proto == "tcp" else ("/proc/net/udp",)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"the server exited with {server.returncode}")
+        if any(s.local_port == port and (proto == "udp" or s.state == "LISTEN") for s in read_sockets(files)):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"nothing bound {proto} port {port} within 10 s")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n, sc in SCENARIOS.items() if not sc.barrier])
+def test_demo_scenarios_meet_their_expectation_files(name: str, loopback_capture: Factory) -> None:
+    """Each scenario's demo pair (the Python programs), on the host's lo under the plugin's
+    capture, meets the scenario's own expectation file with its port mapped to ours."""
+    sc = SCENARIOS[name]
+    port = free_port(socket.SOCK_STREAM if sc.proto == "tcp" else socket.SOCK_DGRAM)
+    server = None
+    if sc.server is not None:
+        argv = [*command(sc.server[0], "python"), "127.0.0.1", str(port), *sc.server[1:]]
+        server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if server is not None:
+            wait_bound(sc.proto, port, server)
+        with loopback_capture(ports=[port], proto=sc.proto) as cap:
+            argv = [*command(sc.client[0], "python"), "127.0.0.1", str(port), *sc.client[1:]]
+            client = subprocess.run(argv, capture_output=True, timeout=30, check=False)
+            assert client.returncode in sc.client_exits, client.stderr
+            if server is not None:
+                server.wait(timeout=10)
+    finally:
+        if server is not None and server.poll() is None:
+            server.kill()
+            server.wait()
+    cap.expect(EXPECT / sc.expect_file, port_map={sc.port: port})
