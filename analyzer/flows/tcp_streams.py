@@ -164,6 +164,7 @@ def build_tcp_packets(packets: pd.DataFrame) -> TcpPackets:
     block = np.cumsum(new_block, dtype=np.int64) - 1
 
     frame = packets["frame"].to_numpy()[prow].astype(np.int64)
+    ts_ns = packets["ts_ns"].to_numpy()[prow].astype(np.int64)
     first_frame = frame[starts] if nb else np.zeros(0, np.int64)
     rank = np.argsort(first_frame, kind="stable")
     conn_id = np.empty(nb, dtype=np.int64)
@@ -194,26 +195,23 @@ def build_tcp_packets(packets: pd.DataFrame) -> TcpPackets:
         guessed[blk] = False
     direction = np.where(lo_dir == client_is_lo[block], C2S, S2C).astype(np.int8)
 
-    src_ip_code = s_ip[order]
-    src_port = sport[order]
-    dst_ip_code = d_ip[order]
-    dst_port = dport[order]
     first_dir = direction[starts]
-    f_src_ip = src_ip_code[starts]
-    f_dst_ip = dst_ip_code[starts]
+    first_row = order[starts]  # position (in ``rows``) of each block's first packet
+    f_src_ip, f_dst_ip = s_ip[first_row], d_ip[first_row]
+    f_sport, f_dport = sport[first_row], dport[first_row]
     c_ip = np.where(first_dir == C2S, f_src_ip, f_dst_ip)
     s_ip_b = np.where(first_dir == C2S, f_dst_ip, f_src_ip)
-    c_port = np.where(first_dir == C2S, src_port[starts], dst_port[starts])
-    s_port = np.where(first_dir == C2S, dst_port[starts], src_port[starts])
+    c_port = np.where(first_dir == C2S, f_sport, f_dport)
+    s_port = np.where(first_dir == C2S, f_dport, f_sport)
     cat_values = np.asarray(cats, dtype=object)
 
     return TcpPackets(
         block=block,
         dir=direction,
-        row=prow.astype(np.int64),
+        row=prow,
         frame=frame,
-        ts=packets["ts"].to_numpy()[prow].astype(np.float64),
-        ts_ns=packets["ts_ns"].to_numpy()[prow].astype(np.int64),
+        ts=ts_ns / 1e9,  # docs/PACKETS.md: ts = ts_ns / 1e9
+        ts_ns=ts_ns,
         flags=flags,
         seq=seq,
         ack=ack,
