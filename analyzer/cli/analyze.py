@@ -22,6 +22,7 @@ class ReportFormat(StrEnum):
     json = "json"
     md = "md"
     html = "html"
+    junit = "junit"
     csv = "csv"
     parquet = "parquet"
 
@@ -41,7 +42,7 @@ def analyze(
         typer.Option(
             "--format",
             "-f",
-            help="text (readable, default), json (analyzer.report/1), md, html, "
+            help="text (readable, default), json (analyzer.report/1), md, html, junit, "
             "or csv/parquet (packets, tcp, udp tables into -o DIR).",
         ),
     ] = ReportFormat.text,
