@@ -54,30 +54,33 @@ def segmented_running_max(values: I64, seg_start: BOOL, inclusive: bool = True) 
     m = len(values)
     if m == 0:
         return values.copy()
-    seg = np.cumsum(seg_start) - 1
+    starts = np.flatnonzero(seg_start)
+    if len(starts) == 0 or starts[0] != 0:
+        starts = np.r_[0, starts].astype(np.int64)  # the array's start always opens a segment
+    nseg = len(starts)
     missing = values <= NONE
     real = values[~missing]
     if len(real) == 0:
         return np.full(m, NONE, dtype=np.int64)
     lo = int(real.min()) - 1  # stands for NONE while scanning
-    vals: I64 = np.where(missing, lo, values).astype(np.int64)
     span = int(real.max()) - lo + 1
-    nseg = int(seg[-1]) + 1
+    run: I64 = np.where(missing, lo, values).astype(np.int64)
     if span * nseg < (1 << 62):
         # Lift every segment above the previous one so one global running max restarts per segment.
-        shifted = (vals - lo) + seg * span
-        run: I64 = (np.maximum.accumulate(shifted) - seg * span + lo).astype(np.int64)
+        lift = np.repeat(np.arange(nseg, dtype=np.int64) * span - lo, np.diff(np.r_[starts, m]))
+        run += lift
+        np.maximum.accumulate(run, out=run)
+        run -= lift
     else:  # pragma: no cover - only for absurd sequence spans; correct but slower
-        run = vals.copy()
         for s, e in zip(*_bounds(seg_start), strict=True):
-            run[s:e] = np.maximum.accumulate(vals[s:e])
+            run[s:e] = np.maximum.accumulate(run[s:e])
     run[run == lo] = NONE
     if inclusive:
         return run
     out: I64 = np.empty_like(run)
     out[0] = NONE
     out[1:] = run[:-1]
-    out[seg_start] = NONE
+    out[starts] = NONE
     return out
 
 

@@ -1,0 +1,44 @@
+"""Group helpers of analyzer.flows.tcp_seq against naive Python versions."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analyzer.flows.tcp_seq import NONE, first_index_per_group, last_index_per_group, segmented_running_max
+
+values = st.integers(-(2**40), 2**40) | st.just(int(NONE))
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.booleans(), values), min_size=1, max_size=40), st.booleans())
+def test_segmented_running_max(items: list[tuple[bool, int]], inclusive: bool) -> None:
+    starts = np.array([s for s, _ in items], dtype=bool)
+    vals = np.array([v for _, v in items], dtype=np.int64)
+    expected: list[int] = []
+    best = int(NONE)
+    for i, (start, v) in enumerate(items):
+        if start or i == 0:
+            best = int(NONE)
+        if inclusive:
+            best = max(best, v)
+            expected.append(best)
+        else:
+            expected.append(best)
+            best = max(best, v)
+    assert segmented_running_max(vals, starts, inclusive=inclusive).tolist() == expected
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(0, 5), st.booleans()), max_size=30))
+def test_first_and_last_index_per_group(items: list[tuple[int, bool]]) -> None:
+    items = sorted(items, key=lambda x: x[0])  # groups contiguous
+    groups = np.array([g for g, _ in items], dtype=np.int64)
+    mask = np.array([m for _, m in items], dtype=bool)
+    first = first_index_per_group(mask, groups, 6).tolist()
+    last = last_index_per_group(mask, groups, 6).tolist()
+    for g in range(6):
+        hits = [i for i, (gg, m) in enumerate(items) if gg == g and m]
+        assert first[g] == (hits[0] if hits else -1)
+        assert last[g] == (hits[-1] if hits else -1)
