@@ -51,7 +51,13 @@ def assert_clean(doc: dict[str, Any]) -> None:
 
 def assert_passed(proc: subprocess.CompletedProcess[str], doc: dict[str, Any], names: list[str]) -> None:
     failures = {
-        sc["name"]: [c for c in (sc["report"] or {}).get("checks", []) if not c["passed"]] + sc["problems"]
+        sc["name"]: {
+            "failed": [c for c in (sc["report"] or {}).get("checks", []) if not c["passed"]],
+            "problems": sc["problems"],
+            "error": sc["error"],
+            "capture": {k: v for k, v in sc["capture_stats"].items() if k != "path"},
+            "timings": sc["timings"],
+        }
         for sc in doc["scenarios"]
         if not sc["passed"]
     }

@@ -1,10 +1,11 @@
 """The pipeline behind ``analyzer run``: plan, run the workers, analyze, judge, write.
 
-Each scenario attempt runs in its own worker process and private network namespace
-(``analyzer.demos.worker``), so scenarios without a barrier run side by side; the simultaneous
-close runs alone (its two peers need both cores; its worker retries it, a bounded number of
-times, until the kernel shows both ends in TIME_WAIT). Ctrl-C is forwarded to the workers, which stop
-their capture cleanly; what was captured is still analyzed and the report says what is missing.
+Each scenario runs in its own worker process and private network namespace
+(``analyzer.demos.worker``), so scenarios without a barrier run side by side (a few at a time);
+the simultaneous close runs alone: its two peers need both cores, and its worker retries it, a
+bounded number of times, until the kernel shows both ends in TIME_WAIT. Ctrl-C is forwarded to
+the workers, which stop their capture cleanly; what was captured is still analyzed and the
+report says what is missing.
 """
 
 from __future__ import annotations
