@@ -640,28 +640,41 @@ def run_full_model(tp: TcpPackets, si: SeqInfo, gaps: list[list[list[int]]], ori
     return _full_model(tp, b, int(orig_dir[b]), bool(flip[b]), gap_ack)[0]
 
 
+def _completeness_table() -> npt.NDArray[np.uint8]:
+    """Contribution of a packet that does not open its conversation, by (flags & 0x17, payload)."""
+    table = np.zeros(64, dtype=np.uint8)
+    for f in range(32):
+        for has_data in (0, 1):
+            v = 0
+            syn_bits = f & (TCP_SYN | TCP_ACK)
+            if syn_bits == TCP_SYN | TCP_ACK:
+                v |= 2
+            if syn_bits == TCP_ACK:
+                v |= 8 if has_data else 4
+            if f & (TCP_FIN | TCP_ACK) == TCP_FIN | TCP_ACK:
+                v |= 16
+            if f & TCP_RST:
+                v |= 32
+            table[f | has_data << 5] = v
+    return table
+
+
+_COMPLETENESS = _completeness_table()
+
+
 def completeness(tp: TcpPackets) -> I64:
     """Wireshark's ``tcp.completeness`` per block (rules: module docstring)."""
     nb = tp.n_blocks
+    if nb == 0:
+        return np.zeros(0, dtype=np.int64)
     f = tp.flags
-    syn_bits = f & (TCP_SYN | TCP_ACK)
-    contrib = np.zeros(tp.n_packets, dtype=np.int64)
-    contrib |= np.where(syn_bits == (TCP_SYN | TCP_ACK), 2, 0)
-    ack_only = syn_bits == TCP_ACK
-    contrib |= np.where(ack_only & (tp.plen > 0), 8, 0)
-    contrib |= np.where(ack_only & (tp.plen == 0), 4, 0)
-    contrib |= np.where((f & (TCP_FIN | TCP_ACK)) == (TCP_FIN | TCP_ACK), 16, 0)
-    contrib |= np.where((f & TCP_RST) != 0, 32, 0)
+    key = (f & 0x1F) | ((tp.plen > 0).astype(np.uint16) << 5)
+    contrib = _COMPLETENESS[key]
     first = tp.starts
-    if nb:
-        first_pure_syn = syn_bits[first] == TCP_SYN
-        # The packet that opens a conversation contributes only as a pure SYN.
-        contrib[first] = np.where(
-            first_pure_syn,
-            1 | np.where((tp.plen[first] > 0) & ~tp.opened_by_split, 8, 0),
-            0,
-        )
-        # Later pure SYNs add nothing (contrib above is already 0 for them).
-    out = np.zeros(nb, dtype=np.int64)
-    np.bitwise_or.at(out, tp.block, contrib)
-    return out
+    first_pure_syn = (f[first] & (TCP_SYN | TCP_ACK)) == TCP_SYN
+    # The packet that opens a conversation contributes only as a pure SYN (1, and 8 for data on a
+    # SYN that created the conversation; a SYN that split a 4-tuple sets exactly 1).
+    contrib[first] = np.where(
+        first_pure_syn, 1 | np.where((tp.plen[first] > 0) & ~tp.opened_by_split, 8, 0), 0
+    ).astype(np.uint8)
+    return np.bitwise_or.reduceat(contrib, first).astype(np.int64)
