@@ -38,9 +38,11 @@ class VerifyFormat(StrEnum):
 )
 @handle_errors
 def verify(
-    files: Annotated[list[Path], typer.Argument(help="pcap or pcapng files (may be gzip-compressed).")],
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE", help="pcap or pcapng files (may be gzip-compressed).")
+    ],
     expect: Annotated[
-        Path, typer.Option("--expect", "-x", help="Expectation file: [[tcp]]/[[udp]] tables (TOML).")
+        Path, typer.Option("--expect", "-x", help="Expectation file: TOML with tcp and udp tables.")
     ],
     junit: Annotated[
         Path | None, typer.Option("--junit", help="Also write JUnit XML here (one testsuite per capture).")
