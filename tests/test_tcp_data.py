@@ -178,26 +178,3 @@ def test_without_payload_access_hashes_are_null(tmp_path: Path) -> None:
     assert rec["data"]["client_to_server"]["sha256"] is None
     assert rec["data"]["client_to_server"]["preview"] is None
     assert rec["data"]["client_to_server"]["bytes"] == 27
-
-
-def test_background_digests_equal_foreground(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Large captures hash in a worker thread: same digests and previews as inline.
-    from analyzer.flows import tcp_data
-
-    path = build("out_of_order", tmp_path)
-    inline = analyze_path(path).records
-    monkeypatch.setattr(tcp_data, "BACKGROUND_MIN_SEGMENTS", 0)
-    threaded = analyze_path(path).records
-    assert threaded == inline
-
-
-def test_background_errors_reach_the_caller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from analyzer.flows import tcp_data
-
-    def boom(*args: object) -> None:
-        raise RuntimeError("digest failed")
-
-    monkeypatch.setattr(tcp_data, "BACKGROUND_MIN_SEGMENTS", 0)
-    monkeypatch.setattr(tcp_data, "_digests_and_previews", boom)
-    with pytest.raises(RuntimeError, match="digest failed"):
-        analyze_path(build("fin_4way", tmp_path))

@@ -27,10 +27,8 @@ set, segment by segment.
 from __future__ import annotations
 
 import hashlib
-import threading
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -46,7 +44,6 @@ BOOL = npt.NDArray[np.bool_]
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 DEFAULT_OOO_RTT_S = 0.003  # Wireshark's out-of-order threshold when no handshake RTT is known
-BACKGROUND_MIN_SEGMENTS = 20_000  # below this a thread costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -68,14 +65,6 @@ class DataFacts:
     is_data: BOOL  # per packet: data segment
     is_keepalive: BOOL  # per packet
     stream_index: StreamIndex | None = None
-    worker: _Worker | None = None  # still filling sha256/preview, see wait()
-
-    def wait(self) -> None:
-        """Block until ``sha256`` and ``preview`` are complete (re-raising the worker's error)."""
-        if self.worker is not None:
-            self.worker.join()
-            if self.worker.error is not None:
-                raise self.worker.error
 
 
 @dataclass(frozen=True)
@@ -100,21 +89,6 @@ class StreamIndex:
             return []
         a, b = int(self.bounds_start[cand[i]]), int(self.bounds_end[cand[i]])
         return list(zip(self.offsets[a:b].tolist(), self.lengths[a:b].tolist(), strict=True))
-
-
-class _Worker(threading.Thread):
-    """Runs ``_digests_and_previews`` and keeps its exception for ``DataFacts.wait``."""
-
-    def __init__(self, job: tuple[Any, ...]) -> None:
-        super().__init__(daemon=True)
-        self.job = job
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            _digests_and_previews(*self.job)
-        except BaseException as exc:  # handed to the main thread by DataFacts.wait
-            self.error = exc
 
 
 NO_GAPS: list[list[int]] = []  # shared by every direction without gaps (records are read-only)
@@ -214,14 +188,11 @@ def analyze_data(
     si: SeqInfo,
     payloads: CaptureBytes | None,
     irtt_s: npt.NDArray[np.float64],
-    *,
-    background: bool = False,
 ) -> DataFacts:
     """Reassemble every direction of every connection (rules: module docstring).
 
     ``irtt_s`` is the per-block handshake RTT in seconds (NaN when unknown), the out-of-order
-    threshold. With ``background`` the digests and previews are computed in a thread; call
-    ``wait()`` on the result before reading them.
+    threshold.
     """
     ng = 2 * tp.n_blocks
     is_data, keepalive, dup, zero_win = classify_packets(tp, si)
@@ -297,19 +268,10 @@ def analyze_data(
     )  # fmt: skip
     sha: list[str | None] = [None] * ng
     prev: list[str | None] = [None] * ng
-    worker: _Worker | None = None
     if payloads is not None:
         sha[:] = [EMPTY_SHA256] * ng
         prev[:] = [""] * ng
-        job = (payloads, index, bad_groups, missing, sha, prev)
-        if background and len(index.offsets) > BACKGROUND_MIN_SEGMENTS:
-            # Hashing is C work on the capture's bytes; overlapping it with the (numpy) stages
-            # that follow uses the second core. ``DataFacts.wait()`` joins before the results
-            # are read.
-            worker = _Worker(job)
-            worker.start()
-        else:
-            _digests_and_previews(*job)
+        _digests_and_previews(payloads, index, bad_groups, missing, sha, prev)
 
     return DataFacts(
         bytes=unique,
@@ -327,7 +289,6 @@ def analyze_data(
         is_data=is_data,
         is_keepalive=keepalive,
         stream_index=index,
-        worker=worker,
     )
 
 
