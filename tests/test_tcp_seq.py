@@ -6,7 +6,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzer.flows.tcp_seq import NONE, first_index_per_group, last_index_per_group, segmented_running_max
+from analyzer.flows.tcp_seq import (
+    NONE,
+    first_index_per_group,
+    last_index_per_group,
+    reduce_per_group,
+    segmented_running_max,
+)
 
 values = st.integers(-(2**40), 2**40) | st.just(int(NONE))
 
@@ -42,3 +48,13 @@ def test_first_and_last_index_per_group(items: list[tuple[int, bool]]) -> None:
         hits = [i for i, (gg, m) in enumerate(items) if gg == g and m]
         assert first[g] == (hits[0] if hits else -1)
         assert last[g] == (hits[-1] if hits else -1)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(-100, 100)), max_size=30))
+def test_reduce_per_group(items: list[tuple[int, int]]) -> None:
+    items = sorted(items, key=lambda x: x[0])
+    groups = np.array([g for g, _ in items], dtype=np.int64)
+    vals = np.array([v for _, v in items], dtype=np.int64)
+    got = reduce_per_group(np.maximum, vals, groups, 6, -999).tolist()
+    assert got == [max([v for g, v in items if g == k], default=-999) for k in range(6)]

@@ -31,7 +31,7 @@ from analyzer.decode.source import CaptureBytes
 from analyzer.flows.tcp_data import DataFacts, StreamIndex, analyze_data
 from analyzer.flows.tcp_handshake import HANDSHAKE_STATES, HandshakeFacts, SideOptions, analyze_handshake
 from analyzer.flows.tcp_interop import InteropFacts, analyze_interop, completeness_label
-from analyzer.flows.tcp_seq import compute_seq
+from analyzer.flows.tcp_seq import compute_seq, reduce_per_group
 from analyzer.flows.tcp_states import SIDES, StateEvents, run_states
 from analyzer.flows.tcp_streams import TcpPackets, build_tcp_packets
 from analyzer.flows.tcp_teardown import (
@@ -451,9 +451,8 @@ def _records(
     fins_acked = {(c, s): {"client": c, "server": s} for c in flags3 for s in flags3}
     c_sent = td.fin_idx[0] >= 0
     s_sent = td.fin_idx[1] >= 0
-    rst_sides = np.zeros(nb, dtype=np.int64)
     is_rst = (tp.flags & 0x04) != 0
-    np.bitwise_or.at(rst_sides, tp.block[is_rst], np.where(tp.dir[is_rst] == 0, 1, 2))
+    rst_sides = reduce_per_group(np.bitwise_or, np.where(tp.dir[is_rst] == 0, 1, 2), tp.block[is_rst], nb, 0)
     rst_by = [
         side_or_none[d] if sides != 3 else "both"
         for d, sides in zip(td.rst_dir.tolist(), rst_sides.tolist(), strict=True)

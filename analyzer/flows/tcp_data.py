@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from analyzer.decode.source import CaptureBytes
 from analyzer.flows.preview import PREVIEW_BYTES, preview
-from analyzer.flows.tcp_seq import NONE, SeqInfo
+from analyzer.flows.tcp_seq import NONE, SeqInfo, reduce_per_group
 from analyzer.flows.tcp_streams import TcpPackets
 from analyzer.schema import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
 
@@ -214,8 +214,7 @@ def analyze_data(
 
     origin = np.ones(ng, dtype=np.int64)
     if m:
-        min_start = np.full(ng, np.iinfo(np.int64).max, dtype=np.int64)
-        np.minimum.at(min_start, g, start)
+        min_start = reduce_per_group(np.minimum, start, g, ng, np.iinfo(np.int64).max)
         no_syn = ~si.has_syn
         has = min_start != np.iinfo(np.int64).max
         origin[no_syn & has] = min_start[no_syn & has]

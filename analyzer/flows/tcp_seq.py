@@ -115,6 +115,18 @@ def last_index_per_group(mask: BOOL, group_of: I64, n_groups: int) -> I64:
     return out
 
 
+def reduce_per_group(ufunc: np.ufunc, values: I64, group_of: I64, n_groups: int, fill: int) -> I64:
+    """``ufunc`` reduction of ``values`` per group (``fill`` for groups without values).
+
+    Like ``ufunc.at`` but with ``reduceat``, so the groups' elements must be contiguous.
+    """
+    out = np.full(n_groups, fill, dtype=np.int64)
+    if len(values):
+        starts = np.flatnonzero(np.r_[True, group_of[1:] != group_of[:-1]])
+        out[group_of[starts]] = ufunc.reduceat(values, starts)
+    return out
+
+
 def compute_seq(tp: TcpPackets) -> SeqInfo:
     """Relative sequence numbers of every packet of ``tp`` (rules: module docstring)."""
     n = tp.n_packets

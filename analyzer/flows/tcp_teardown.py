@@ -44,7 +44,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from analyzer.flows.tcp_handshake import HandshakeFacts
-from analyzer.flows.tcp_seq import SeqInfo, first_index_per_group, last_index_per_group
+from analyzer.flows.tcp_seq import SeqInfo, first_index_per_group, last_index_per_group, reduce_per_group
 from analyzer.flows.tcp_streams import C2S, S2C, TcpPackets
 from analyzer.schema import TCP_ACK, TCP_FIN, TCP_RST
 
@@ -275,14 +275,13 @@ def _bytes_after(
     idx_all = np.arange(tp.n_packets, dtype=np.int64)
     sel = is_data & (first_fin[blk] >= 0) & (tp.dir == passive)
     ends = si.data_start + tp.plen
-    before_max = np.full(nb, np.iinfo(np.int64).min, dtype=np.int64)
-    all_max = np.full(nb, np.iinfo(np.int64).min, dtype=np.int64)
+    low = np.iinfo(np.int64).min
     early = sel & (idx_all < ff[blk])
-    np.maximum.at(before_max, blk[early], ends[early])
-    np.maximum.at(all_max, blk[sel], ends[sel])
+    before_max = reduce_per_group(np.maximum, ends[early], blk[early], nb, low)
+    all_max = reduce_per_group(np.maximum, ends[sel], blk[sel], nb, low)
     passive_group = 2 * cols + (1 - np.maximum(first_fin, 0))
-    floor = np.where(before_max == np.iinfo(np.int64).min, origin[passive_group], before_max)
-    has = all_max != np.iinfo(np.int64).min
+    floor = np.where(before_max == low, origin[passive_group], before_max)
+    has = all_max != low
     out[has] = np.maximum(all_max[has] - floor[has], 0)
     return out
 
