@@ -27,14 +27,20 @@ def _build_table() -> dict[int, str]:
 
 
 _TABLE = _build_table()
+# Bytes a preview shows as themselves (and the newline, shown as NEWLINE): payloads made only of
+# these (most text protocols) skip the per-character translation, the costly step.
+_PLAIN = bytes(range(0x20, 0x7F)) + b"\n"
 
 
 def preview(data: bytes, limit: int = PREVIEW_BYTES) -> str:
     """Printable rendering of the first ``limit`` bytes of ``data`` (see the module docstring)."""
-    head = data[:limit] if len(data) > limit else data
-    text = head.replace(b"\r\n", b"\n").decode("utf-8", "surrogateescape").translate(_TABLE)
-    if not text.isprintable():
-        text = "".join(_escape_char(ch) for ch in text)
+    head = (data[:limit] if len(data) > limit else data).replace(b"\r\n", b"\n")
+    if not head.translate(None, _PLAIN):
+        text = head.decode("ascii").replace("\n", NEWLINE)
+    else:
+        text = head.decode("utf-8", "surrogateescape").translate(_TABLE)
+        if not text.isprintable():
+            text = "".join(_escape_char(ch) for ch in text)
     if len(data) > limit:
         text += ELLIPSIS
     return text
