@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from analyzer.capture.base import Backend, CaptureStats
-from analyzer.capture.dumpcap import PERMISSION_HINT
+from analyzer.capture.child import PERMISSION_HINT
 from analyzer.capture.filters import matches
 from analyzer.errors import CaptureError, CapturePermissionError
 

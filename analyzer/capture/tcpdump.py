@@ -15,8 +15,7 @@ import shutil
 import signal
 import time
 
-from analyzer.capture.base import Backend, CaptureStats
-from analyzer.capture.dumpcap import failure
+from analyzer.capture.child import ChildBackend, failure
 from analyzer.capture.procs import Child
 
 _STAT = re.compile(r"^(\d+) packets? (captured|received by filter|dropped by kernel)")
@@ -31,7 +30,7 @@ def available(isolation: str) -> str | None:
     return None
 
 
-class Tcpdump(Backend):
+class Tcpdump(ChildBackend):
     name = "tcpdump"
     file_format = "pcap"
     settle_s = 0.05
@@ -54,34 +53,9 @@ class Tcpdump(Backend):
     def captured(self) -> int | None:
         return len(self.child.lines("stdout"))
 
-    @property
-    def pid(self) -> int | None:
-        return self.child.pid
-
-    def abort(self) -> None:
-        child = getattr(self, "child", None)
-        if child is not None:
-            child.stop(signal.SIGINT, timeout=5.0)
-
-    def alive(self) -> bool:
-        return self.child.returncode is None
-
-    def stop(self, timeout: float) -> CaptureStats:
-        died = not self.alive()
-        self.child.stop(signal.SIGINT, timeout)
-        if died:
-            raise failure("tcpdump", self.child, "stopped during the run")
+    def final_counts(self, stderr: list[str]) -> tuple[int | None, int | None, int | None]:
         stats: dict[str, int] = {}
-        for line in self.child.lines("stderr"):
+        for line in stderr:
             if m := _STAT.match(line.strip()):
                 stats[m.group(2)] = int(m.group(1))
-        return CaptureStats(
-            backend=self.name,
-            path=str(self.path),
-            format=self.file_format,
-            captured=stats.get("captured"),
-            received=stats.get("received by filter"),
-            dropped=stats.get("dropped by kernel"),
-            ready_s=round(self.ready_s, 4),
-            stderr=self.child.text("stderr")[-2000:],
-        )
+        return stats.get("captured"), stats.get("received by filter"), stats.get("dropped by kernel")
