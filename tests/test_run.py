@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +177,32 @@ def test_text_output_and_exit_code(tmp_path: Path) -> None:
     assert lines[0].startswith("analyzer ") and lines[0].endswith(f"{tmp_path}/")
     assert any(line.startswith("== refused - nothing listens") and line.endswith("PASS") for line in lines)
     assert "handshake  refused" in proc.stdout
-    assert "1 scenario passed - " in lines[-1] and lines[-1].endswith(f"{tmp_path}/report.json")
+    assert "1 scenario passed - " in lines[-1] and lines[-1].endswith(f"{tmp_path}/report.html")
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert '<section class="scenario" id="scenario-refused">' in html and "<svg" in html
+
+
+@pytest.mark.parametrize("fmt", ["junit", "md", "html", "text", "json"])
+def test_every_format_to_a_file(fmt: str, tmp_path: Path) -> None:
+    need_namespace()
+    out = tmp_path / f"report.{fmt}"
+    proc = run_cli("--out", str(tmp_path / "run"), "--format", fmt, "-o", str(out), "udp-unreachable")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    text = out.read_text(encoding="utf-8")
+    doc = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert doc["passed"] is True
+    checks = len(doc["scenarios"][0]["report"]["checks"])
+    if fmt == "junit":
+        assert f'<testsuite name="udp-unreachable" tests="{checks}" failures="0"' in text
+    elif fmt == "md":
+        assert text.startswith("# analyzer run\n") and "## udp-unreachable · " in text
+    elif fmt == "html":
+        assert text == (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    elif fmt == "text":
+        assert "udp-unreachable - a datagram to a closed port" in text and "\x1b" not in text
+    else:
+        assert json.loads(text) == doc
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="--host-loopback needs root here")
@@ -190,40 +217,115 @@ def test_host_loopback_uses_offset_ports(tmp_path: Path) -> None:
     assert ports == [10013, 10007]
 
 
-def test_unprivileged_user_runs_in_a_user_namespace(tmp_path: Path) -> None:
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
-        pytest.skip("needs root to switch to nobody (setpriv)")
-    tmp_path.chmod(0o777)
-    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
-    probe = subprocess.run(
-        [
-            *drop,
-            sys.executable,
-            "-c",
-            "import analyzer.cli, scapy; from analyzer.capture import netns; netns.enter()",
-        ],
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+PROBE = """
+import sys
+import analyzer, analyzer.cli, scapy
+from analyzer.capture import netns
+from analyzer.errors import CapturePermissionError
+print(analyzer.__file__)
+try:
+    netns.enter()
+except CapturePermissionError as exc:
+    print(exc.message)
+    sys.exit(3)
+"""
+
+
+def _closed_ancestor(path: Path) -> Path | None:
+    """The outermost directory above ``path`` that others may not search (nobody stops there)."""
+    for parent in reversed(path.parents):
+        if parent != Path("/") and not os.stat(parent).st_mode & stat.S_IXOTH:
+            return parent
+    return None
+
+
+def nobody_mounts(stage: Path) -> list[list[str]]:
+    """Mount commands that let nobody reach this interpreter and its packages, for a private
+    mount namespace: a directory nobody cannot search (/root, where pyenv or a clone often
+    lives) is covered by an empty tmpfs, and only the entries the interpreter needs are bound
+    back into it. Nothing changes outside the namespace."""
+    import site
+
+    needed = {Path(sys.executable).resolve(), Path(sys.base_prefix), Path(sys.prefix)}
+    needed |= {Path(p) for p in site.getsitepackages()}
+    closed: dict[Path, set[str]] = {}
+    for path in needed:
+        top = _closed_ancestor(path)
+        if top is not None:
+            closed.setdefault(top, set()).add(path.relative_to(top).parts[0])
+    cmds: list[list[str]] = []
+    for i, (top, children) in enumerate(sorted(closed.items())):
+        original = stage / str(i)
+        original.mkdir(exist_ok=True)
+        cmds += [
+            ["mount", "--bind", str(top), str(original)],
+            ["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(top)],
+        ]
+        for child in sorted(children):
+            cmds += [
+                ["mkdir" if (top / child).is_dir() else "touch", str(top / child)],
+                ["mount", "--bind", str(original / child), str(top / child)],
+            ]
+    return cmds
+
+
+def as_nobody(base: Path, argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    """``argv`` (run by this interpreter) as nobody, with a world-readable copy of the package
+    first on its path: the tree or the virtualenv of the test run may live where nobody cannot go."""
+    import shlex
+
+    stage = base / "stage"
+    stage.mkdir(exist_ok=True)
+    script = [*nobody_mounts(stage), ["cd", str(base)], ["exec", *NOBODY, sys.executable, *argv]]
+    shell = " && ".join(shlex.join(cmd) for cmd in script)
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", shell],
         capture_output=True,
         text=True,
-        env=env(HOME=str(tmp_path)),
-        cwd=tmp_path,
+        env=env(PYTHONPATH=str(base / "pkg"), HOME=str(base)),
         check=False,
+        **kw,
     )
-    if probe.returncode != 0:
-        why = (probe.stderr.strip().splitlines() or ["?"])[-1]
-        pytest.skip(f"nobody cannot use this Python/tree or a user namespace: {why}")
-    proc = subprocess.run(
-        [*drop, sys.executable, "-m", "analyzer", "run", "--format", "json", "--out", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        env=env(HOME=str(tmp_path)),
-        cwd=tmp_path,
-        timeout=300,
-        check=False,
-    )
-    doc = json.loads(proc.stdout)
-    assert_passed(proc, doc, ["daytime", "half-close", "udp-echo"])
-    assert doc["isolation"] == "userns"
-    assert doc["capture_backend"] in ("dumpcap", "scapy")  # tcpdump cannot drop privileges there
+
+
+def test_unprivileged_user_runs_in_a_user_namespace() -> None:
+    """Issue 4: ``analyzer run`` as an unprivileged user (nobody), in a user + network namespace.
+
+    Skipped only when this is not root (then every other run test is already unprivileged) or
+    when the kernel forbids unprivileged user namespaces (the probe says why)."""
+    if os.geteuid() != 0:
+        pytest.skip("not root: cannot switch to nobody (and the other run tests already run unprivileged)")
+    need_namespace()
+    assert shutil.which("setpriv") and shutil.which("unshare"), "setpriv and unshare come with util-linux"
+    base = Path(tempfile.mkdtemp(prefix="analyzer-nobody-"))
+    try:
+        base.chmod(0o777)
+        import analyzer
+
+        shutil.copytree(
+            Path(analyzer.__file__).resolve().parent,
+            base / "pkg" / "analyzer",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+        for d in [base / "pkg", *(base / "pkg").rglob("*")]:
+            d.chmod(0o755 if d.is_dir() else 0o644 | (d.stat().st_mode & 0o111))
+        probe = as_nobody(base, ["-c", PROBE], timeout=60)
+        if probe.returncode == 3:
+            pytest.skip(f"the kernel forbids unprivileged user namespaces: {probe.stdout.splitlines()[-1]}")
+        assert probe.returncode == 0, probe.stderr
+        assert probe.stdout.startswith(str(base / "pkg" / "analyzer")), probe.stdout
+        out = base / "out"
+        proc = as_nobody(base, ["-m", "analyzer", "run", "--format", "json", "--out", str(out)], timeout=300)
+        assert proc.stdout, proc.stderr
+        doc = json.loads(proc.stdout)
+        assert_passed(proc, doc, ["daytime", "half-close", "udp-echo"])
+        assert doc["isolation"] == "userns"
+        assert doc["capture_backend"] in ("dumpcap", "scapy")  # tcpdump cannot drop privileges there
+        assert {p.stat().st_uid for p in out.iterdir()} == {65534}  # written by nobody
+        assert (out / "report.html").exists()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.slow

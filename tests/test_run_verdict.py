@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from analyzer.checks import Payloads
 from analyzer.demos import render
 from analyzer.demos.scenarios import SCENARIOS
 from analyzer.demos.session import RunOptions, RunResult, ScenarioResult
@@ -52,6 +53,21 @@ def flow(
 C, S = ("127.0.0.1", 40864), ("127.0.0.1", 13)
 
 
+class Streams(Payloads):
+    """The bytes behind the synthetic flows (no capture file): what the daytime server sent."""
+
+    def __init__(self, streams: dict[tuple[int, str], bytes]) -> None:
+        super().__init__(None)
+        self.streams = streams
+
+    def tcp_stream(self, flow: dict[str, Any], direction: str) -> bytes:
+        return self.streams[(int(flow["id"]), direction)]
+
+
+def daytime_streams() -> Streams:
+    return Streams({(0, "client_to_server"): b"", (0, "server_to_client"): b"2026-11-26 22:14:03\n"})
+
+
 def test_kernel_view_matches_the_four_tuple_and_names_the_side() -> None:
     view, holder = kernel_view(flow("server"), [sock(S, C, timer=58.9)])
     assert holder == "server" and view["agrees"] is True
@@ -89,11 +105,12 @@ def test_health_checks() -> None:
     ok = {"capture": {"dropped": 0, "witness": 8, "frames_in_file": 8}, "kernel": {"settled": True}}
     assert all(c.passed for c in health_checks(ok, "tcp"))
     bad = {"capture": {"dropped": 2, "witness": 9, "frames_in_file": 8}, "kernel": {"settled": False}}
-    assert [(c.field, c.passed) for c in health_checks(bad, "tcp")] == [
-        ("dropped", False),
-        ("frames", False),
-        ("settled", False),
+    assert [(c.name, c.passed) for c in health_checks(bad, "tcp")] == [
+        ("capture.dropped", False),
+        ("capture.frames", False),
+        ("kernel.settled", False),
     ]
+    assert health_checks(bad, "tcp")[0].describe() == "capture dropped: expected 0, observed 2"
     assert [c.field for c in health_checks({"capture": {"dropped": 0}}, "udp")] == ["dropped"]
 
 
@@ -103,10 +120,29 @@ def test_judge_adds_kernel_view_and_fails_on_disagreement() -> None:
         "kernel": {"settled": True, "sample": {"ts": T0 + 0.1, "sockets": [sock(C, S)]}},
     }
     report = {"tcp": [flow("server")], "udp": []}
-    checks = judge(SCENARIOS["daytime"], worker, report, None)
+    checks = judge(SCENARIOS["daytime"], worker, report, None, payloads=daytime_streams())
     assert report["tcp"][0]["time_wait"]["kernel"]["agrees"] is False
-    failed = [(c.selector, c.field, c.expected, c.observed) for c in checks if not c.passed]
-    assert failed == [("kernel", "time_wait.kernel", "server", "client")]
+    failed = [(c.name, c.selector, c.field, c.expected, c.observed, c.flows) for c in checks if not c.passed]
+    assert failed == [("kernel.tcp[0]", "kernel", "time_wait.kernel", "server", "client", (0,))]
+    # The expectation file's checks come from analyzer.checks: one per rule and key.
+    names = [c.name for c in checks]
+    assert names[:4] == ["capture.dropped", "capture.frames", "kernel.settled", "kernel.tcp[0]"]
+    assert "tcp[0].server_to_client.regex" in names and "tcp[0].count" in names
+    assert checks[-1].where.startswith("analyzer/demos/expect/daytime.toml:")
+
+
+def test_judge_reads_regex_bytes_from_the_payloads_and_maps_ports() -> None:
+    worker = {
+        "capture": {"dropped": 0, "witness": 8, "frames_in_file": 8},
+        "kernel": {"settled": True, "sample": {"ts": T0, "sockets": [sock(("127.0.0.1", 10013), C)]}},
+    }
+    report = {"tcp": [flow("server", server=("127.0.0.1", 10013))], "udp": []}
+    wrong = Streams({(0, "client_to_server"): b"", (0, "server_to_client"): b"not a time line\n"})
+    checks = judge(SCENARIOS["daytime"], worker, report, {13: 10013}, payloads=wrong)
+    failed = [c for c in checks if not c.passed]
+    assert [c.name for c in failed] == ["tcp[0].server_to_client.regex"]
+    assert failed[0].selector == "tcp[0] server_port=10013" and failed[0].observed == "not a time line\n"
+    assert failed[0].describe().startswith("tcp[0] server_port=10013 server_to_client.regex: expected ")
 
 
 def test_text_report_shows_prediction_kernel_and_verdicts(tmp_path: Path) -> None:
@@ -119,7 +155,7 @@ def test_text_report_shows_prediction_kernel_and_verdicts(tmp_path: Path) -> Non
     }
     report = {"tcp": [flow("server")], "udp": []}
     result = ScenarioResult(sc, 4, worker=worker, capture_path=tmp_path / "daytime.pcapng", report=report)
-    result.checks = judge(sc, worker, report, None)
+    result.checks = judge(sc, worker, report, None, payloads=daytime_streams())
     run = RunResult(RunOptions([sc]), "netns", "dumpcap", tmp_path, [result], seconds=1.25)
     out = io.StringIO()
     render.render(run, render.make_console(out))

@@ -32,12 +32,16 @@ class CaptureBackend(StrEnum):
 class RunFormat(StrEnum):
     text = "text"
     json = "json"
+    md = "md"
+    html = "html"
+    junit = "junit"
 
 
 @app.command(
     epilog=(
         "Examples: analyzer run · analyzer run --all --impl c · "
-        "analyzer run simultaneous-close --watch-time-wait · analyzer run --ipv6 --format json"
+        "analyzer run simultaneous-close --watch-time-wait · analyzer run --ipv6 --format json · "
+        "analyzer run --all --format junit -o junit.xml"
     ),
 )
 @handle_errors
@@ -59,9 +63,18 @@ def run(
     out: Annotated[
         Path | None, typer.Option("--out", help="Output directory (default captures/runs/<UTC timestamp>/).")
     ] = None,
-    fmt: Annotated[RunFormat, typer.Option("--format", "-f", help="text or json (analyzer.run/1).")] = (
-        RunFormat.text
-    ),
+    fmt: Annotated[
+        RunFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text (readable, default), json (analyzer.run/1), md, html, "
+            "or junit (one test suite per scenario, one test case per check).",
+        ),
+    ] = RunFormat.text,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report here instead of stdout.")
+    ] = None,
     msl: Annotated[
         float,
         typer.Option("--msl", help="Maximum segment lifetime, s; TIME_WAIT = 2*MSL (30 = Linux)."),
@@ -73,10 +86,11 @@ def run(
 ) -> None:
     """Run the demo pairs while capturing, then show and verify handshake, data, teardown, TIME_WAIT."""
     from analyzer.demos import render, scenarios, session
-    from analyzer.demos.outputs import run_doc
 
     if not msl > 0:
         raise UsageError(f"invalid --msl {msl}", hint="pass a positive number of seconds, e.g. --msl 30")
+    if output is not None and not output.parent.is_dir():
+        raise UsageError(f"cannot write {output}: no directory {output.parent}", hint="create it first")
     opts = session.RunOptions(
         scenarios=scenarios.select(names or [], all_),
         ipv6=ipv6,
@@ -95,16 +109,47 @@ def run(
         # Only outside the workers' lifetime (building, analyzing): nothing is running any more.
         stderr.print("interrupted", markup=False)
         raise typer.Exit(130) from None
-    if fmt is RunFormat.json:
-        typer.echo(json.dumps(run_doc(result), indent=2, default=str))
-    else:
-        render.render(result, render.make_console())
+    _write(result, fmt, output)
     if result.error is not None:
         raise result.error
     if result.interrupted:
         stderr.print("interrupted: the report above says what was captured before Ctrl-C", markup=False)
         raise typer.Exit(130)
     raise typer.Exit(0 if result.passed else 1)
+
+
+def _write(result: Any, fmt: RunFormat, output: Path | None) -> None:
+    """The report in ``fmt``, to ``output`` or stdout (text: coloured only on a terminal)."""
+    from analyzer.demos import documents, render
+    from analyzer.demos.outputs import run_doc
+
+    data: str | bytes
+    if fmt is RunFormat.text:
+        if output is None:
+            render.render(result, render.make_console())
+            return
+        with output.open("w", encoding="utf-8") as fh:
+            render.render(result, render.make_console(fh))
+        return
+    if fmt is RunFormat.json:
+        data = json.dumps(run_doc(result), indent=2, default=str) + "\n"
+    elif fmt is RunFormat.md:
+        data = documents.run_markdown(result)
+    elif fmt is RunFormat.html:
+        if not documents.html_available():
+            raise UsageError(
+                "--format html: the HTML report is not part of this build", hint="use md or json"
+            )
+        data = documents.run_html(result)
+    else:
+        data = documents.run_junit(result)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if output is None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(raw)
+        sys.stdout.buffer.flush()
+    else:
+        output.write_bytes(raw)
 
 
 class _Progress:

@@ -1,6 +1,7 @@
 """The files a run leaves: ``captures/runs/<UTC timestamp>/`` with one capture and one kernel
-sample file per scenario and ``report.json`` (``analyzer.run/1``). Files are written to a
-temporary name and renamed, so an interrupted run never leaves half a JSON file.
+sample file per scenario, ``report.json`` (``analyzer.run/1``) and ``report.html`` (when the HTML
+renderer is part of this build). Files are written to a temporary name and renamed, so an
+interrupted run never leaves half a file.
 """
 
 from __future__ import annotations
@@ -45,8 +46,12 @@ def make_out_dir(out: Path | None) -> Path:
 
 
 def write_json(path: Path, doc: Any) -> None:
+    write_text(path, json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -97,3 +102,8 @@ def write_run(run: RunResult) -> None:
         if r.worker.get("kernel"):
             write_json(run.out_dir / f"{r.name}.kernel.json", scenario_doc(r)["kernel"])
     write_json(run.out_dir / "report.json", run_doc(run))
+    from analyzer.demos.documents import html_available, run_html
+
+    if html_available():
+        run.html_report = run.out_dir / "report.html"
+        write_text(run.html_report, run_html(run))

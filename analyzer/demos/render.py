@@ -124,12 +124,7 @@ def scenario(result: ScenarioResult, console: Console) -> None:
     mark = "✗" if fancy else "x"
     for c in result.checks:
         if not c.passed:
-            flow = "" if c.flow is None else f" flow {c.flow}"
-            console.print(
-                f" {mark} {c.selector}{flow} {c.field}: expected {c.expected!r}, observed {c.observed!r}",
-                style="red",
-                markup=False,
-            )
+            console.print(f" {mark} {c.describe()}", style="red", markup=False)
     error = result.worker.get("error")
     if error:
         console.print(f" {mark} {error['message']}", style="red", markup=False)
@@ -148,7 +143,8 @@ def footer(run: RunResult, console: Console) -> None:
         head = f"{passed} of {len(run.results)} passed, {len(run.results) - len(done)} not run"
         if run.interrupted:
             head += " (interrupted)"
-    console.print(f"{head}{dot}{run.seconds:.1f} s{dot}report: {run.out_dir / 'report.json'}", markup=False)
+    report = run.html_report or run.out_dir / "report.json"
+    console.print(f"{head}{dot}{run.seconds:.1f} s{dot}report: {report}", markup=False)
 
 
 def render(run: RunResult, console: Console) -> None:

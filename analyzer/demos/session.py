@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import analyzer
 from analyzer import capture, errors
 from analyzer.capture.procs import Child
+from analyzer.checks import Check
 from analyzer.demos import outputs
-from analyzer.demos.expect import Check
 from analyzer.demos.scenarios import Scenario
 
 if TYPE_CHECKING:
@@ -94,6 +94,8 @@ class RunResult:
     interrupted: bool = False
     error: errors.AnalyzerError | None = None
     seconds: float = 0.0
+    started: float = 0.0  # wall clock (time.time()) when the run began
+    html_report: Path | None = None  # report.html beside report.json, when the renderer exists
 
     @property
     def passed(self) -> bool:
@@ -216,7 +218,7 @@ def _batches(results: list[ScenarioResult], host_loopback: bool) -> list[list[Sc
 
 def execute(opts: RunOptions, on_event: OnEvent | None = None) -> RunResult:
     """Run every scenario of ``opts``; faults are returned in ``RunResult.error`` after cleanup."""
-    t0 = time.monotonic()
+    t0, started = time.monotonic(), time.time()
     isolation = isolation_mode(opts.host_loopback)
     backend = capture.choose(opts.capture, isolation)
     c_bin = None
@@ -227,7 +229,7 @@ def execute(opts: RunOptions, on_event: OnEvent | None = None) -> RunResult:
     out_dir = outputs.make_out_dir(opts.out)
     family = 6 if opts.ipv6 else 4
     results = [ScenarioResult(sc, family) for sc in opts.scenarios]
-    run = RunResult(opts, isolation, backend, out_dir, results)
+    run = RunResult(opts, isolation, backend, out_dir, results, started=started)
     workers = _Workers(on_event)
     timeout = WORKER_TIMEOUT + (WATCH_EXTRA if opts.watch else 0.0)
     try:
@@ -294,7 +296,7 @@ def _judge(result: ScenarioResult, opts: RunOptions, isolation: str) -> None:
     if w.get("interrupted"):
         return  # a partial capture: shown as it is, not judged
     port_map = {result.scenario.port: result.scenario.server_port(True)} if opts.host_loopback else None
-    result.checks = judge(result.scenario, w, report, port_map)
+    result.checks = judge(result.scenario, w, report, port_map, analysis)
     report["checks"] = [c.to_dict() for c in result.checks]
     _measure_hold(result)
 
