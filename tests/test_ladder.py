@@ -48,7 +48,7 @@ def test_tcp_rows_follow_the_flow_records(mixed: Analysis) -> None:
 def test_daytime_ladder(daytime: Analysis) -> None:
     (lad,), udp = build_ladders(daytime)
     assert udp == []
-    assert (lad.client.label, lad.server.label) == (f"127.0.0.1:{lad.client.port}", "127.0.0.1:13013")
+    assert (lad.client.label, lad.server.label) == (f"127.0.0.1:{lad.client.port}", "127.0.0.1:13")
     assert [r.label for r in lad.arrows] == [
         "SYN seq=0",
         "SYN,ACK seq=0 ack=1",
@@ -111,7 +111,7 @@ def test_kernel_observation_from_a_run_report(daytime: Analysis) -> None:
     rec["time_wait"]["kernel"] = {
         "observed": [
             {
-                "local": "127.0.0.1:13013",
+                "local": "127.0.0.1:13",
                 "remote": f"127.0.0.1:{port}",
                 "side": "server",
                 "state": "TIME_WAIT",
@@ -124,10 +124,10 @@ def test_kernel_observation_from_a_run_report(daytime: Analysis) -> None:
     (lad,), _ = build_ladders(daytime, tcp_records=[rec])
     assert lad.time_wait is not None and lad.time_wait.kernel is not None
     assert lad.time_wait.kernel.text == (
-        f"kernel: 127.0.0.1:13013 ↔ 127.0.0.1:{port} in TIME-WAIT, 60 s left (server) · agrees"
+        f"kernel: 127.0.0.1:13 ↔ 127.0.0.1:{port} in TIME-WAIT, 60 s left (server) · agrees"
     )
     text = render_ladder(lad)
-    assert f"kernel: 127.0.0.1:13013 <-> 127.0.0.1:{port} in TIME-WAIT" in text
+    assert f"kernel: 127.0.0.1:13 <-> 127.0.0.1:{port} in TIME-WAIT" in text
     rec["time_wait"]["kernel"] = {"observed": [], "timer_s": None, "agrees": False}
     (lad,), _ = build_ladders(daytime, tcp_records=[rec])
     assert lad.time_wait is not None and lad.time_wait.kernel is not None
@@ -159,7 +159,7 @@ def test_text_ladder_fancy_uses_box_drawing_and_never_raw_escapes(mixed: Analysi
 def test_text_report_carries_the_ladders(daytime: Analysis) -> None:
     text = render_text(daytime)
     assert " ladder" in text
-    assert "-- SYN seq=0 --" in text and "| TIME-WAIT until +60.000 s" in text
+    assert "-- SYN seq=0 --" in text and "| TIME-WAIT until +60.0" in text  # 60 s after the last ACK
 
 
 def test_printable_text_keeps_lines_and_escapes_the_rest() -> None:
