@@ -8,7 +8,9 @@ round and then the median, because the absolute numbers on a shared 2-core machi
 
 Files come from ``bench/gen.py`` (same seed every time) and are made on first use in bench/data/.
 A tool that cannot run (not installed, not written yet, failing) is skipped with a note and tried
-once more after the last round.
+once more after the last round. The analyzer measured is a snapshot of HEAD (exported with
+``git archive``, C extension built in place) so that teammates' edits in the shared working tree
+cannot change the code between runs; ``--live`` measures the working tree instead.
 
     python bench/run.py                 # 3 rounds, 100k and 1M packets, writes BENCHMARKS.md
     python bench/run.py --runs 5 --only native,tshark-conv
@@ -38,6 +40,8 @@ from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
+# Where the analyzer under test is imported from (cwd of every run): a snapshot of HEAD unless --live.
+TREE = ROOT
 PY = sys.executable
 TIME = "/usr/bin/time"
 SEED = 1
@@ -166,7 +170,28 @@ def _prepare_files(data: Path, sizes: list[str], seed: int) -> dict[str, BenchFi
 
 def _analyzer_cmd() -> list[str]:
     exe = shutil.which("analyzer")
-    return [exe] if exe else [PY, "-m", "analyzer"]
+    # The console script imports the installed package, not the snapshot; ``-m`` imports from cwd.
+    return [exe] if exe and TREE == ROOT else [PY, "-m", "analyzer"]
+
+
+def _snapshot(dest: Path) -> str:
+    """Export HEAD's package into ``dest`` and build its optional C extension there.
+
+    The working tree is shared with engineers editing it while the benchmark runs; a snapshot
+    keeps every run on the same, committed code. Returns the commit measured.
+    """
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    paths = [p for p in ("analyzer", "setup.py", "pyproject.toml", "README.md") if (ROOT / p).exists()]
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", head, *paths], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    if (dest / "setup.py").exists():
+        # Optional extension: a failed build leaves the pure-Python fallback, which _machine reports.
+        subprocess.run([PY, "setup.py", "-q", "build_ext", "--inplace"], cwd=dest, capture_output=True)
+    return head
 
 
 def _tools(sizes: list[str]) -> list[Tool]:
@@ -262,7 +287,7 @@ def _run_once(argv: list[str], timeout: float, env: dict[str, str]) -> tuple[flo
                 cmd,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
-                cwd=ROOT,
+                cwd=TREE,
                 timeout=timeout,
                 env={**os.environ, **env},
             )
@@ -336,7 +361,7 @@ def _measure(
 def _machine() -> dict[str, str]:
     def out(cmd: list[str]) -> str:
         try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=ROOT).stdout.strip()
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=TREE).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return "absent"
 
@@ -364,15 +389,19 @@ def _machine() -> dict[str, str]:
     )
     walker = "C record walker built" if walker == "True" else "no C record walker (pure-Python walk)"
     head = out(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
-    dirty = out(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "analyzer"])
+    if TREE != ROOT:
+        measured = f"commit {head} (a snapshot of HEAD: uncommitted edits are not measured)"
+    else:
+        dirty = out(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "analyzer"])
+        measured = f"the working tree at commit {head}" + (
+            " with uncommitted changes in analyzer/" if dirty else ""
+        )
     return {
         "cpu": f"{os.cpu_count()} cores, {cpu}, {mem} RAM",
         "os": f"{platform.system()} {platform.release()}",
         "python": f"{platform.python_version()} ({', '.join(versions)})",
         "tshark": (out(["tshark", "--version"]).splitlines() or ["absent"])[0],
-        "analyzer": f"commit {head}"
-        + (" with uncommitted changes in analyzer/" if dirty else "")
-        + f", imported from {where}; {walker}",
+        "analyzer": f"{measured}, imported from {where}; {walker}",
     }
 
 
@@ -520,7 +549,7 @@ def _report(
         lines += ["", "## Notes", "", *tool_notes, *[f"- {n}" for n in notes]]
     if "analyze" in by_name:
         lines.append(
-            f"- `analyzer` ran as `{' '.join(_analyzer_cmd())}`; stdout of every tool went to /dev/null."
+            f"- `analyzer` ran as `{machine['analyzer_cmd']}`; stdout of every tool went to /dev/null."
         )
     lines += [
         "",
@@ -585,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds before one run is abandoned")
     ap.add_argument(
+        "--live", action="store_true", help="measure the working tree as it is, not a snapshot of HEAD"
+    )
+    ap.add_argument(
         "-o", "--output", default=str(ROOT / "BENCHMARKS.md"), help="report file ('-' for stdout)"
     )
     args = ap.parse_args(argv)
@@ -594,15 +626,22 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(sizes) - set(SIZES)
     if unknown:
         ap.error(f"unknown size(s) {', '.join(sorted(unknown))}")
-    tools = _tools(sizes)
-    if args.only:
-        wanted = set(args.only.split(",")) | {"tshark-conv"}
-        tools = [t for t in tools if t.name in wanted]
     if shutil.which("tshark") is None:
         print("tshark is not installed: ratios cannot be computed (apt-get install tshark)", file=sys.stderr)
     files = _prepare_files(Path(args.data), sizes, args.seed)
-    machine = _machine()
-    results = _measure(tools, files, args.runs, args.timeout)
+    global TREE
+    with tempfile.TemporaryDirectory(prefix="analyzer-bench-") as snap:
+        if not args.live:
+            TREE = Path(snap)
+            _snapshot(TREE)
+        tools = _tools(sizes)
+        if args.only:
+            wanted = set(args.only.split(",")) | {"tshark-conv"}
+            tools = [t for t in tools if t.name in wanted]
+        machine = _machine()
+        machine["analyzer_cmd"] = " ".join(_analyzer_cmd())
+        results = _measure(tools, files, args.runs, args.timeout)
+        TREE = ROOT
     command = "python bench/run.py" + (
         "".join(" " + shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     )
