@@ -14,11 +14,11 @@ import math
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -62,6 +62,58 @@ class CaptureInfo:
         }
 
 
+class LazyRecords(Sequence[dict[str, Any]]):
+    """Report records built on first use (``build``), ``count`` of them.
+
+    ``json_chunks``, when given, writes the same records as JSON text without building them
+    (``analyzer.report.json_report`` uses it while ``built`` is false): at 10^5 flows the record
+    dicts cost more time and memory than writing the report from the flow tables.
+    """
+
+    def __init__(
+        self,
+        count: int,
+        build: Callable[[], list[dict[str, Any]]],
+        json_chunks: Callable[[], Iterator[bytes]] | None = None,
+    ) -> None:
+        self._count = count
+        self._build = build
+        self._records: list[dict[str, Any]] | None = None
+        self.json_chunks = json_chunks
+
+    @property
+    def built(self) -> bool:
+        return self._records is not None
+
+    def _list(self) -> list[dict[str, Any]]:
+        if self._records is None:
+            self._records = self._build()
+        return self._records
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        return self._list()[index]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self._list())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LazyRecords):
+            other = other._list()
+        return isinstance(other, list) and self._list() == other
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking, like the list it stands for
+
+    def __repr__(self) -> str:
+        return f"LazyRecords({self._count} records{'' if self.built else ', not built yet'})"
+
+
 @dataclass(frozen=True, eq=False)
 class Analysis:
     """Everything known about one capture: the packet table, one row per flow, the report records."""
@@ -70,13 +122,19 @@ class Analysis:
     packets: pd.DataFrame  # analyzer.schema.PACKETS
     tcp: pd.DataFrame  # one row per TCP connection (analyzer.flows.tcp)
     udp: pd.DataFrame  # one row per UDP conversation (analyzer.flows.udp)
-    tcp_records: list[dict[str, Any]]
-    udp_records: list[dict[str, Any]]
+    tcp_records: Sequence[dict[str, Any]]  # a list, or LazyRecords (what ``analyze`` gives)
+    udp_records: Sequence[dict[str, Any]]
     msl: float = DEFAULT_MSL
     engine: str = "native"
 
     def to_dict(self) -> dict[str, Any]:
         """The ``analyzer.report/1`` document (render it with ``analyzer.report.json_report``)."""
+        doc = self.document()
+        doc["tcp"], doc["udp"] = list(self.tcp_records), list(self.udp_records)
+        return doc
+
+    def document(self) -> dict[str, Any]:
+        """``to_dict()`` with the flow lists as they are held (records possibly not built yet)."""
         return {
             "schema": SCHEMA_ID,
             "capture": self.capture.to_dict(),
@@ -105,7 +163,7 @@ def analyze(path: str | os.PathLike[str], *, msl: float = DEFAULT_MSL, engine: s
         packets=packets,
         tcp=tcp.table,
         udp=udp.table,
-        tcp_records=tcp.records,
+        tcp_records=LazyRecords(len(tcp.table), lambda: tcp.records, tcp.json_chunks),
         udp_records=udp.records,
         msl=float(msl),
         engine=engine,

@@ -20,7 +20,9 @@ the ``analyzer.report/1`` JSON document.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -107,14 +109,50 @@ TCP_FLOW_COLUMNS: tuple[str, ...] = tuple(c.name for c in TCP_FLOWS)
 class TcpFlows:
     """Result of ``analyze_tcp``: ``table`` (``TCP_FLOWS`` columns) and JSON-ready ``records``.
 
-    Records are read-only: equal small objects (a side's ``options``, ``fins_acked``, the
-    ``time_wait`` of connections without a holder, empty ``gaps``) are shared between records
-    to keep building 10^5 of them cheap.
+    ``records`` are built on first use from the per-connection facts (``json_chunks`` writes
+    the same records as JSON text straight from those facts, without building them: at 10^5
+    connections the dicts cost more time and memory than the rest of the report). Records are
+    read-only: equal small objects (a side's ``options``, ``fins_acked``, the ``time_wait`` of
+    connections without a holder, empty ``gaps``) are shared between records.
     """
 
     table: pd.DataFrame
-    records: list[dict[str, Any]]
+    facts: TcpFacts | None = field(default=None, repr=False)
     streams: _Streams | None = field(default=None, repr=False)
+
+    @cached_property
+    def records(self) -> list[dict[str, Any]]:
+        """The ``tcp`` entries of analyzer.report/1, in connection id order."""
+        f = self.facts
+        if f is None:
+            return []
+        records = _records(f)
+        return [records[i] for i in f.order.tolist()]
+
+    def json_chunks(self, records_per_chunk: int = 4096) -> Iterator[bytes]:
+        """``records`` as JSON text, records separated by ``,\\n    `` (chunks join with that too)."""
+        from analyzer.flows.tcp_json import record_chunks
+
+        if self.facts is not None:
+            yield from record_chunks(self.facts, records_per_chunk)
+
+
+@dataclass(frozen=True)
+class TcpFacts:
+    """Every stage's per-block results: what the records (and their JSON) are made of."""
+
+    tp: TcpPackets
+    hs: HandshakeFacts
+    data: DataFacts
+    td: TeardownFacts
+    io: InteropFacts
+    timelines: TimelineEntries
+    anomalies: list[list[dict[str, Any]]]
+    order: npt.NDArray[np.int64]  # blocks in connection id order
+
+    @property
+    def n_blocks(self) -> int:
+        return self.tp.n_blocks
 
 
 @dataclass(frozen=True)
@@ -157,13 +195,12 @@ def analyze_tcp(packets: pd.DataFrame, payloads: CaptureBytes | None, *, msl: fl
     io = analyze_interop(tp, si, data.bytes[0::2], data.bytes[1::2], data.gaps, data.origin)
     anomalies = _anomalies(tp, data, td, st)
     table = _table(tp, hs, data, td, io, anomalies)
-    records = _records(tp, hs, data, td, st, io, anomalies)
     order = np.argsort(tp.conn_id)
     table = table.iloc[order].reset_index(drop=True)
-    records = [records[i] for i in order.tolist()]
+    facts = TcpFacts(tp, hs, data, td, io, timeline_entries(tp, st), anomalies, order)
     block_of_id = np.empty(tp.n_blocks, dtype=np.int64)
     block_of_id[tp.conn_id] = np.arange(tp.n_blocks, dtype=np.int64)
-    return TcpFlows(table=table, records=records, streams=_Streams(block_of_id, data.stream_index))
+    return TcpFlows(table=table, facts=facts, streams=_Streams(block_of_id, data.stream_index))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,11 +331,28 @@ def _table(
     return pd.DataFrame(cols, columns=list(TCP_FLOW_COLUMNS))
 
 
-def _timelines(tp: TcpPackets, st: StateEvents) -> list[dict[str, list[list[Any]]]]:
-    """``{"client": [[state, ts, frame], ...], "server": [...]}`` per block.
+@dataclass(frozen=True)
+class TimelineEntries:
+    """Every block's state timeline entries, laid out flat in block order.
+
+    Block ``b`` owns entries ``start[b] : start[b] + lengths[b]``: its client entries first
+    (``n_client[b]`` of them), then its server entries.
+    """
+
+    names: npt.NDArray[np.object_]  # state name per entry
+    ts: npt.NDArray[np.float64]
+    frame: npt.NDArray[np.int64]
+    start: npt.NDArray[np.int64]  # per block
+    lengths: npt.NDArray[np.int64]
+    n_client: npt.NDArray[np.int64]
+    pattern: npt.NDArray[np.int64]  # per block: blocks of one pattern have the same state names
+
+
+def timeline_entries(tp: TcpPackets, st: StateEvents) -> TimelineEntries:
+    """The ``[state, ts, frame]`` entries of every block's timelines, as flat columns.
 
     The machine ran once per event pattern; here every block's entries are laid out with numpy
-    (template entry -> event -> packet -> time and frame) and cut into per-block lists.
+    (template entry -> event -> packet -> time and frame).
     """
     nb = tp.n_blocks
     templates: list[tuple[str, int]] = []
@@ -325,13 +379,36 @@ def _timelines(tp: TcpPackets, st: StateEvents) -> list[dict[str, list[list[Any]
     pkt = np.where(
         pos >= 0, st.ev_pkt[np.maximum(st.ev_start[blk] + pos, 0)] if len(st.ev_pkt) else 0, tp.starts[blk]
     )
-    entries = list(
-        map(list, zip(names[tidx].tolist(), tp.ts[pkt].tolist(), tp.frame[pkt].tolist(), strict=True))
+    return TimelineEntries(
+        names=names[tidx],
+        ts=tp.ts[pkt],
+        frame=tp.frame[pkt],
+        start=entry_start,
+        lengths=lengths,
+        n_client=np.asarray(n_client, dtype=np.int64)[pat],
+        pattern=pat,
     )
-    mid = (entry_start + np.asarray(n_client, dtype=np.int64)[pat]).tolist()
+
+
+def _timelines(tl: TimelineEntries) -> list[dict[str, list[list[Any]]]]:
+    """``{"client": [[state, ts, frame], ...], "server": [...]}`` per block."""
+    entries = list(map(list, zip(tl.names.tolist(), tl.ts.tolist(), tl.frame.tolist(), strict=True)))
+    mid = (tl.start + tl.n_client).tolist()
     return [
         {"client": entries[a:m], "server": entries[m:e]}
-        for a, m, e in zip(entry_start.tolist(), mid, (entry_start + lengths).tolist(), strict=True)
+        for a, m, e in zip(tl.start.tolist(), mid, (tl.start + tl.lengths).tolist(), strict=True)
+    ]
+
+
+def rst_by_side(tp: TcpPackets, td: TeardownFacts) -> list[str | None]:
+    """``teardown.rst_by`` per block: the first RST's sender, ``both`` when each side sent one."""
+    side_or_none = ("client", "server", None)
+    is_rst = (tp.flags & 0x04) != 0
+    nb = tp.n_blocks
+    rst_sides = reduce_per_group(np.bitwise_or, np.where(tp.dir[is_rst] == 0, 1, 2), tp.block[is_rst], nb, 0)
+    return [
+        side_or_none[d] if sides != 3 else "both"
+        for d, sides in zip(td.rst_dir.tolist(), rst_sides.tolist(), strict=True)
     ]
 
 
@@ -363,20 +440,13 @@ def _side_options(o: SideOptions) -> list[dict[str, Any] | None]:
     return [objects[i] for i in inverse.ravel().tolist()]
 
 
-def _records(
-    tp: TcpPackets,
-    hs: HandshakeFacts,
-    data: DataFacts,
-    td: TeardownFacts,
-    st: StateEvents,
-    io: InteropFacts,
-    anomalies: list[list[dict[str, Any]]],
-) -> list[dict[str, Any]]:
+def _records(f: TcpFacts) -> list[dict[str, Any]]:
     """The ``tcp`` records of analyzer.report/1, in block order.
 
     Built column by column with comprehensions over zipped Python lists: at 10^5 connections the
     per-record cost is what matters, and indexing numpy arrays element by element is slow.
     """
+    tp, hs, data, td, io, anomalies = f.tp, f.hs, f.data, f.td, f.io, f.anomalies
     nb = tp.n_blocks
     if nb == 0:
         return []
@@ -451,12 +521,7 @@ def _records(
     fins_acked = {(c, s): {"client": c, "server": s} for c in flags3 for s in flags3}
     c_sent = td.fin_idx[0] >= 0
     s_sent = td.fin_idx[1] >= 0
-    is_rst = (tp.flags & 0x04) != 0
-    rst_sides = reduce_per_group(np.bitwise_or, np.where(tp.dir[is_rst] == 0, 1, 2), tp.block[is_rst], nb, 0)
-    rst_by = [
-        side_or_none[d] if sides != 3 else "both"
-        for d, sides in zip(td.rst_dir.tolist(), rst_sides.tolist(), strict=True)
-    ]
+    rst_by = rst_by_side(tp, td)
     teardowns = [
         {
             "kind": kind,
@@ -524,7 +589,7 @@ def _records(
         }
 
     # State timelines: [state, ts, frame]; the initial state sits at the first packet.
-    states = _timelines(tp, st)
+    states = _timelines(f.timelines)
     first_ts = ts[tp.starts].tolist()
 
     compl = io.completeness.tolist()

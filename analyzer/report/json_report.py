@@ -20,10 +20,11 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from analyzer.analysis import Analysis
+from analyzer.analysis import Analysis, LazyRecords
 
 SCHEMA_RESOURCE = "schemas/report-1.schema.json"
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+RECORD_SEPARATOR = b",\n    "  # between the flows of a list (one per line)
 
 
 def render_json(report: Analysis | dict[str, Any]) -> str:
@@ -39,12 +40,26 @@ def write_json(report: Analysis | dict[str, Any], out: IO[bytes]) -> None:
 
 def iter_json(report: Analysis | dict[str, Any]) -> Iterator[bytes]:
     """The report's JSON text in chunks (one per line)."""
-    doc = report.to_dict() if isinstance(report, Analysis) else report
+    # Records not built yet are written straight from the flow tables (LazyRecords.json_chunks).
+    doc = report.document() if isinstance(report, Analysis) else report
     items = list(doc.items())
     yield b"{\n"
     for i, (key, value) in enumerate(items):
         comma = b",\n" if i < len(items) - 1 else b"\n"
         name = b"  " + _dumps(str(key)) + b": "
+        if (
+            isinstance(value, LazyRecords)
+            and value.json_chunks is not None
+            and len(value)
+            and not value.built
+        ):
+            yield name + b"[\n    "
+            for k, chunk in enumerate(value.json_chunks()):
+                yield (RECORD_SEPARATOR + chunk) if k else chunk
+            yield b"\n  ]" + comma
+            continue
+        if isinstance(value, LazyRecords):
+            value = list(value)
         if isinstance(value, list) and value:
             yield name + b"[\n"
             last = len(value) - 1
