@@ -13,12 +13,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from livehelp import alive, env, leftovers, need_namespace, pids_of
 
 from analyzer.capture.pcapfile import count_frames
 from analyzer.demos.cbuild import find_compiler
 from analyzer.demos.scenarios import SCENARIOS
+from analyzer.report.json_report import report_schema
 
 pytestmark = pytest.mark.live
 
@@ -117,6 +119,11 @@ def test_every_scenario_passes(impl: str, all_runs: Any) -> None:
     sim = next(sc for sc in doc["scenarios"] if sc["name"] == "simultaneous-close")
     assert 1 <= sim["kernel"]["attempts"] <= SCENARIOS["simultaneous-close"].attempts
     assert sim["kernel"]["holder"] == "both"
+    # each scenario's report (with its time_wait.kernel and checks) is a valid analyzer.report/1
+    validator = jsonschema.Draft202012Validator(report_schema())
+    for sc in doc["scenarios"]:
+        errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(sc["report"])]
+        assert not errors, (sc["name"], errors[:5])
 
 
 def wire_signature(doc: dict[str, Any]) -> dict[str, Any]:
