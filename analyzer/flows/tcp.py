@@ -129,7 +129,7 @@ class TcpFlows:
         records = _records(f)
         return [records[i] for i in f.order.tolist()]
 
-    def json_chunks(self, records_per_chunk: int = 4096) -> Iterator[bytes]:
+    def json_chunks(self, records_per_chunk: int = 8192) -> Iterator[bytes]:
         """``records`` as JSON text, records separated by ``,\\n    `` (chunks join with that too)."""
         from analyzer.flows.tcp_json import record_chunks
 

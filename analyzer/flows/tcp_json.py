@@ -3,10 +3,10 @@
 ``TcpFlows.records`` builds one dict per connection (about 30 small objects each); at 10^5
 connections building them, and then serializing them, costs more than every analysis stage.
 Here each field becomes one column of ready JSON fragments (orjson serializes a whole column of
-numbers at once, strings and shared objects once per distinct value), and a record is the
-concatenation of its row's fragments: per chunk of records, the pieces are laid out in one
-object array with numpy and joined by one ``bytes.join``. The text is exactly what orjson makes
-of ``TcpFlows.records`` (tests compare the two).
+numbers or strings at once; fields with few distinct values become codes, and runs of them are
+merged into one shared fragment per distinct combination), and a record is one ``%`` formatting
+of its row with the template of its state-timeline pattern. The text is exactly what orjson
+makes of ``TcpFlows.records`` (tests compare the two).
 """
 
 from __future__ import annotations
@@ -287,7 +287,7 @@ def _format(pieces: list[_Piece]) -> tuple[bytes, list[OBJ]]:
     return template, columns
 
 
-def record_chunks(f: TcpFacts, records_per_chunk: int = 4096) -> Iterator[bytes]:
+def record_chunks(f: TcpFacts, records_per_chunk: int = 8192) -> Iterator[bytes]:
     """The records as JSON, in connection id order, ``records_per_chunk`` records per chunk.
 
     Records inside a chunk are separated by ``RECORD_SEPARATOR``; the caller puts it between
@@ -301,34 +301,37 @@ def record_chunks(f: TcpFacts, records_per_chunk: int = 4096) -> Iterator[bytes]
     head_t, head_cols = _format(head)
     tail_t, tail_cols = _format(tail)
     tl = f.timelines
-    ts_frag = _numbers(tl.ts.tolist())
-    frames = tl.frame.astype(object)
-    position = np.empty(nb, dtype=np.int64)
-    position[f.order] = np.arange(nb, dtype=np.int64)
-    out = np.empty(nb, dtype=object)
-    by_pattern = np.argsort(tl.pattern, kind="stable")
-    cuts = np.flatnonzero(np.diff(tl.pattern[by_pattern])) + 1
-    for blocks in np.split(by_pattern, cuts):
-        b0 = int(blocks[0])
-        start, length, n_client = int(tl.start[b0]), int(tl.lengths[b0]), int(tl.n_client[b0])
-        names = tl.names[start : start + length].tolist()
-        entries = [b"[" + orjson.dumps(name).replace(b"%", b"%%") + b",%b,%d]" for name in names]
-        states = b",".join(entries[:n_client]) + b'],"server":[' + b",".join(entries[n_client:])
-        template = head_t + states + tail_t
-        first = tl.start[blocks]
-        entry_cols: list[list[Any]] = []
-        for j in range(length):
-            entry_cols.append(ts_frag[first + j].tolist())
-            entry_cols.append(frames[first + j].tolist())
-        rows = zip(
-            *[c[blocks].tolist() for c in head_cols],
-            *entry_cols,
-            *[c[blocks].tolist() for c in tail_cols],
-            strict=True,
-        )
-        out[position[blocks]] = [template % row for row in rows]
+    templates: dict[int, bytes] = {}
+    # Chunk by chunk (in id order), so only one chunk of text is held at a time.
     for r0 in range(0, nb, records_per_chunk):
-        yield RECORD_SEPARATOR.join(out[r0 : r0 + records_per_chunk].tolist())
+        chunk = f.order[r0 : r0 + records_per_chunk]
+        out = np.empty(len(chunk), dtype=object)
+        by_pattern = np.argsort(tl.pattern[chunk], kind="stable")
+        cuts = np.flatnonzero(np.diff(tl.pattern[chunk][by_pattern])) + 1
+        for local in np.split(by_pattern, cuts):
+            blocks = chunk[local]
+            b0 = int(blocks[0])
+            length = int(tl.lengths[b0])
+            template = templates.get(int(tl.pattern[b0]))
+            if template is None:
+                start, n_client = int(tl.start[b0]), int(tl.n_client[b0])
+                names = tl.names[start : start + length].tolist()
+                entries = [b"[" + orjson.dumps(name).replace(b"%", b"%%") + b",%b,%d]" for name in names]
+                states = b",".join(entries[:n_client]) + b'],"server":[' + b",".join(entries[n_client:])
+                template = templates[int(tl.pattern[b0])] = head_t + states + tail_t
+            first = tl.start[blocks]
+            entry_cols: list[list[Any]] = []
+            for j in range(length):
+                entry_cols.append(_numbers(tl.ts[first + j].tolist()).tolist())
+                entry_cols.append(tl.frame[first + j].tolist())
+            rows = zip(
+                *[c[blocks].tolist() for c in head_cols],
+                *entry_cols,
+                *[c[blocks].tolist() for c in tail_cols],
+                strict=True,
+            )
+            out[local] = [template % row for row in rows]
+        yield RECORD_SEPARATOR.join(out.tolist())
 
 
 __all__ = ["DIRECTIONS", "RECORD_SEPARATOR", "record_chunks"]

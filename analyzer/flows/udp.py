@@ -33,6 +33,7 @@ import pandas as pd
 
 from analyzer.decode.source import CaptureBytes
 from analyzer.flows.preview import preview
+from analyzer.flows.tcp_data import HASH_BATCH, drop_resident_pages
 
 I64 = npt.NDArray[np.int64]
 BoolArr = npt.NDArray[np.bool_]
@@ -232,11 +233,17 @@ def _hash_and_preview(udp: pd.DataFrame, payloads: CaptureBytes | None) -> tuple
     complete = (udp["payload_caplen"].to_numpy() == udp["payload_len"].to_numpy()).tolist()
     get = payloads.get
     sha = hashlib.sha256
-    data = [get(off, cap) for off, cap in zip(offsets, caplens, strict=True)]
-    digests: list[str | None] = [
-        sha(d).hexdigest() if full else None for d, full in zip(data, complete, strict=True)
-    ]
-    previews = [preview(d) for d in data]
+    digests: list[str | None] = []
+    previews: list[str] = []
+    # A batch at a time, dropping the mapped pages after each (rows are in file order).
+    for part in range(0, n, HASH_BATCH):
+        end = part + HASH_BATCH
+        data = [get(off, cap) for off, cap in zip(offsets[part:end], caplens[part:end], strict=True)]
+        digests += [
+            sha(d).hexdigest() if full else None for d, full in zip(data, complete[part:end], strict=True)
+        ]
+        previews += [preview(d) for d in data]
+        drop_resident_pages(payloads)
     return digests, previews
 
 
