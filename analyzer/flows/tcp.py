@@ -346,6 +346,7 @@ class TimelineEntries:
     lengths: npt.NDArray[np.int64]
     n_client: npt.NDArray[np.int64]
     pattern: npt.NDArray[np.int64]  # per block: blocks of one pattern have the same state names
+    source: npt.NDArray[np.int64]  # per entry: its event in the pattern (-1: the first packet)
 
 
 def timeline_entries(tp: TcpPackets, st: StateEvents) -> TimelineEntries:
@@ -387,6 +388,7 @@ def timeline_entries(tp: TcpPackets, st: StateEvents) -> TimelineEntries:
         lengths=lengths,
         n_client=np.asarray(n_client, dtype=np.int64)[pat],
         pattern=pat,
+        source=pos,
     )
 
 

@@ -316,14 +316,19 @@ def record_chunks(f: TcpFacts, records_per_chunk: int = 8192) -> Iterator[bytes]
             if template is None:
                 start, n_client = int(tl.start[b0]), int(tl.n_client[b0])
                 names = tl.names[start : start + length].tolist()
-                entries = [b"[" + orjson.dumps(name).replace(b"%", b"%%") + b",%b,%d]" for name in names]
+                entries = [b"[" + orjson.dumps(name).replace(b"%", b"%%") + b",%b]" for name in names]
                 states = b",".join(entries[:n_client]) + b'],"server":[' + b",".join(entries[n_client:])
                 template = templates[int(tl.pattern[b0])] = head_t + states + tail_t
+            # One "ts,frame" column per event of the pattern; entries at one event share it.
             first = tl.start[blocks]
-            entry_cols: list[list[Any]] = []
-            for j in range(length):
-                entry_cols.append(_numbers(tl.ts[first + j].tolist()).tolist())
-                entry_cols.append(tl.frame[first + j].tolist())
+            by_event: dict[int, list[bytes]] = {}
+            entry_cols: list[list[bytes]] = []
+            for j, event in enumerate(tl.source[int(first[0]) : int(first[0]) + length].tolist()):
+                col = by_event.get(event)
+                if col is None:
+                    pairs = zip(tl.ts[first + j].tolist(), tl.frame[first + j].tolist(), strict=True)
+                    col = by_event[event] = orjson.dumps(list(pairs))[2:-2].split(b"],[")
+                entry_cols.append(col)
             rows = zip(
                 *[c[blocks].tolist() for c in head_cols],
                 *entry_cols,
