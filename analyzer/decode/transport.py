@@ -18,6 +18,7 @@ from analyzer.decode.wire import (
     IPPROTO_ICMPV6,
     IPPROTO_TCP,
     IPPROTO_UDP,
+    LINUX_SYN_DT,
     LINUX_TS_DT,
     NOP_NOP_TS,
     NOTE_MALFORMED,
@@ -110,7 +111,34 @@ def _tcp(ly: Layers, c: Fields) -> None:
         np.copyto(c["opt_tsval"], h["tsval"], where=ts_hit)
         np.copyto(c["opt_tsecr"], h["tsecr"], where=ts_hit)
     rest = np.nonzero(with_opts & ~ts_hit)[0]
+    rest = _linux_syn_options(ly, c, rest, l4[rest] + 20, data_at[rest])
     _tcp_options(ly, c, rest, l4[rest] + 20, data_at[rest])
+
+
+def _linux_syn_options(ly: Layers, c: Fields, idx: I64, start: I64, stop: I64) -> I64:
+    """Fill the options of ``idx`` laid out exactly as Linux's SYN/SYN-ACK; return the others."""
+    syn = np.nonzero(stop - start == 20)[0]
+    if not len(syn):
+        return idx
+    o = gather(ly.buf, start[syn], LINUX_SYN_DT)
+    hit = (
+        (o["mss_kl"] == 0x0204)
+        & (o["sack_ts_kl"] == 0x0402080A)
+        & (o["nop_ws_kl"] == 0x0103)
+        & (o["ws_len"] == 3)
+    )
+    if not hit.any():
+        return idx
+    rows = idx[syn[hit]]
+    c["opt_mss"][rows] = o["mss"][hit]
+    c["opt_sack_perm"][rows] = True
+    c["opt_ts"][rows] = True
+    c["opt_tsval"][rows] = o["tsval"][hit]
+    c["opt_tsecr"][rows] = o["tsecr"][hit]
+    c["opt_wscale"][rows] = o["wscale"][hit].astype(np.int8)
+    left = np.ones(len(idx), dtype=np.bool_)
+    left[syn[hit]] = False
+    return idx[left]
 
 
 def _tcp_headerfields(ly: Layers, m: Bool) -> Fields:

@@ -79,5 +79,18 @@ LINUX_TS_DT = np.dtype([("nopnop", ">u4"), ("tsval", ">u4"), ("tsecr", ">u4")])
 BE16 = np.dtype(">u2")
 IP4_TCP_TS_DT = np.dtype([("ip", IP4_DT), ("tcp", TCP_DT), ("ts", LINUX_TS_DT)])
 NOP_NOP_TS = 0x0101080A  # Linux puts NOP, NOP, kind 8 len 10 on every established segment
+# Linux's SYN / SYN-ACK options: MSS, SACK-permitted, timestamps, NOP, window scale (20 bytes).
+LINUX_SYN_DT = np.dtype(
+    [
+        ("mss_kl", ">u2"),  # 0x0204
+        ("mss", ">u2"),
+        ("sack_ts_kl", ">u4"),  # 0x0402080a
+        ("tsval", ">u4"),
+        ("tsecr", ">u4"),
+        ("nop_ws_kl", ">u2"),  # 0x0103
+        ("ws_len", "u1"),  # 3
+        ("wscale", "u1"),
+    ]
+)
 TCP_FIELDS = ("sport", "dport", "seq", "ack", "off", "flags", "win")
 TS_FIELDS = ("nopnop", "tsval", "tsecr")
