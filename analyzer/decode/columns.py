@@ -24,7 +24,7 @@ def addresses(
     names: list[str] = []
     idx4 = np.nonzero(version == 4)[0]
     if len(idx4):
-        inv4, uniq4 = pd.factorize(take(v4, idx4), sort=True)
+        inv4, uniq4 = pd.factorize(take(v4, idx4), sort=False)
         put(codes, idx4, inv4)
         names.extend(socket.inet_ntop(socket.AF_INET, int(a).to_bytes(4, "big")) for a in uniq4.tolist())
     if len(idx6):
@@ -53,7 +53,12 @@ def proto_column(ly: Layers) -> pd.Categorical:
 
 
 def note_column(bits: U8) -> pd.Categorical:
-    names = ["; ".join(tok for bit, tok in NOTE_TOKENS if value & bit) for value in range(16)]
-    return pd.Categorical.from_codes(
-        bits.astype(np.int8), categories=pd.Index(names, dtype=object)
-    ).remove_unused_categories()
+    """The note tokens of each packet; categories are only the combinations that occur."""
+    present = np.nonzero(np.bincount(bits, minlength=16))[0]
+    names = ["; ".join(tok for bit, tok in NOTE_TOKENS if value & bit) for value in present.tolist()]
+    categories = pd.Index(names, dtype=object)
+    if len(present) == 1 and present[0] == 0:  # no notes at all: skip the remap pass
+        return pd.Categorical.from_codes(np.zeros(len(bits), np.int8), categories=categories)
+    lut = np.zeros(16, dtype=np.int8)
+    lut[present] = np.arange(len(present), dtype=np.int8)
+    return pd.Categorical.from_codes(lut[bits], categories=categories)

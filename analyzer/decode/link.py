@@ -59,6 +59,9 @@ def _ethertype_to_l3(ly: Layers, idx: I64, etype: npt.NDArray[np.uint16], hdr_le
         m = etype == ethertype
         if m.all():
             _set_l3(ly, idx, hdr_len, kind)
+        elif len(idx) == ly.n:  # whole columns: masked copies instead of gathers and scatters
+            np.copyto(ly.l3, ly.start + hdr_len, where=m)
+            ly.l3_kind[m] = kind
         elif m.any():
             _set_l3(ly, idx[m], hdr_len[m], kind)
 
