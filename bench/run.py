@@ -605,6 +605,10 @@ def _targets(results: dict[tuple[str, str], Result]) -> list[str]:
     return out
 
 
+RUN_DEMO_BEGIN = "<!-- RUN-DEMO:BEGIN -->"  # markers of bench/run_demo.py's section
+RUN_DEMO_END = "<!-- RUN-DEMO:END -->"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--runs", type=int, default=3, help="runs per tool and file; the median is reported")
@@ -651,7 +655,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.output == "-":
         sys.stdout.write(text)
     else:
-        Path(args.output).write_text(text)
+        out = Path(args.output)
+        old = out.read_text() if out.exists() else ""
+        if RUN_DEMO_BEGIN in old and RUN_DEMO_END in old:  # bench/run_demo.py's section survives
+            kept = RUN_DEMO_BEGIN + old.split(RUN_DEMO_BEGIN, 1)[1].split(RUN_DEMO_END, 1)[0] + RUN_DEMO_END
+            text = text.rstrip("\n") + "\n\n" + kept + "\n"
+        out.write_text(text)
         raw = Path(args.data) / "results.json"
         raw.write_text(
             json.dumps({f"{k[0]} {k[1]}": r.__dict__ for k, r in results.items()}, indent=1) + "\n"
