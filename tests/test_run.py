@@ -345,3 +345,19 @@ def test_watch_time_wait_measures_the_kernel_hold(tmp_path: Path) -> None:
     # 1/8 of the timeout), so the socket goes 60 to about 64 s later. Measured: 61.8 and 62.1 s.
     assert 59.5 <= watch["measured_hold_s"] <= 68.0
     assert watch["resolution_s"] <= 0.5
+
+
+def test_without_dumpcap_or_tcpdump_the_embedded_scapy_backend_is_chosen(tmp_path: Path) -> None:
+    """A fresh machine with only `pip install`: no capture tool on PATH, the run still works."""
+    need_namespace()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for d in ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"):
+        for tool in Path(d).glob("*") if Path(d).is_dir() else []:
+            link = bin_dir / tool.name
+            if tool.name not in ("dumpcap", "tcpdump", "tshark") and not link.exists():
+                link.symlink_to(tool)
+    proc = run_cli("--format", "json", "--out", str(tmp_path / "out"), PATH=str(bin_dir))
+    doc = json.loads(proc.stdout)
+    assert doc["capture_backend"] == "scapy", proc.stderr
+    assert_passed(proc, doc, ["daytime", "half-close", "udp-echo"])
