@@ -66,6 +66,9 @@ class Layers:
         self.idx6: I64 = np.zeros(0, dtype=np.int64)
         # TCP header + 12 option bytes read together with the IPv4 header (IHL 5 only):
         self.pre_mask: Bool | None = None
+        # IPv4 + TCP + 12 option bytes read with the link header, assuming the IP header at pre_l3_at:
+        self.pre_l3: np.ndarray | None = None  # type: ignore[type-arg]
+        self.pre_l3_at: I64 | None = None
         self.pre: dict[str, npt.NDArray[np.generic]] = {}
 
     def be16(self, pos: I64) -> npt.NDArray[np.uint16]:

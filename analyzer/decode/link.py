@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from analyzer.decode.gather import gather
 from analyzer.decode.layers import I64, Layers, keep, put, take
 from analyzer.decode.wire import (
     AF_INET6_VALUES,
     ETHERTYPE_IPV4,
     ETHERTYPE_IPV6,
+    IP4_TCP_TS_DT,
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,
     LINKTYPE_IPV6,
@@ -70,7 +72,7 @@ def _ethernet(ly: Layers, idx: I64) -> None:
     idx = keep(idx, ~ly.short(idx, take(ly.start, idx) + 14))
     start = take(ly.start, idx)
     hdr_len = np.full(len(idx), 14, dtype=np.int64)
-    etype = ly.be16(start + 12)
+    etype = _ethertype(ly, idx, 12, 14)
     tagged = np.isin(etype, VLAN_TPIDS)
     for _ in range(MAX_VLAN_TAGS):
         if not tagged.any():
@@ -88,8 +90,29 @@ def _ethernet(ly: Layers, idx: I64) -> None:
 
 def _by_ethertype(ly: Layers, idx: I64, *, hdr_len: int, type_at: int) -> None:
     idx = idx[~ly.short(idx, ly.start[idx] + hdr_len)]
-    etype = ly.be16(ly.start[idx] + type_at)
+    etype = _ethertype(ly, idx, type_at, hdr_len)
     _ethertype_to_l3(ly, idx, etype, np.full(len(idx), hdr_len, dtype=np.int64))
+
+
+def _ethertype(ly: Layers, idx: I64, type_at: int, hdr_len: int) -> npt.NDArray[np.uint16]:
+    """The EtherType at ``type_at`` of each packet of ``idx``.
+
+    When ``idx`` is every packet, the IPv4 + TCP + timestamp headers that would follow an
+    untagged header are read in the same gather (one cache miss per packet instead of two) and
+    left for ipv4() in ``ly.pre_l3``; it uses them only where the IPv4 header really is there.
+    """
+    start = take(ly.start, idx)
+    if len(idx) != ly.n:
+        return ly.be16(start + type_at)
+    pad = hdr_len - type_at - 2
+    dt = np.dtype(
+        [("etype", ">u2"), ("pad", f"V{pad}"), ("l3", IP4_TCP_TS_DT)]
+        if pad
+        else [("etype", ">u2"), ("l3", IP4_TCP_TS_DT)]
+    )
+    both = gather(ly.buf, start + type_at, dt)
+    ly.pre_l3, ly.pre_l3_at = both["l3"], start + hdr_len
+    return both["etype"].astype(np.uint16)
 
 
 def _null_loop(ly: Layers, idx: I64, *, big_endian_only: bool) -> None:

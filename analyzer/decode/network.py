@@ -31,7 +31,11 @@ def ipv4(ly: Layers) -> None:
         return
     l3 = ly.l3
     m = mark_if(ly, m & (l3 + 20 > ly.end), NOTE_TRUNCATED, m)
-    both = gather(ly.buf, np.where(m, l3, 0), IP4_TCP_TS_DT)
+    pre, pre_at = ly.pre_l3, ly.pre_l3_at
+    if pre is not None and pre_at is not None and ((l3 == pre_at) | ~m).all():
+        both = pre  # read with the link header (link._ethertype)
+    else:
+        both = gather(ly.buf, np.where(m, l3, 0), IP4_TCP_TS_DT)
     h = both["ip"]
     vihl = h["vihl"]
     m = mark_if(ly, m & ((vihl >> 4) != 4), NOTE_MALFORMED, m)
