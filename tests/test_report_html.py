@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
@@ -180,3 +181,34 @@ def test_html_report_in_headless_chromium(mixed: tuple[Analysis, str], tmp_path:
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert int.from_bytes(data[16:20], "big") == 1280
     print(f"screenshot of the HTML report: {shot}")
+
+
+@pytest.mark.live
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (CI installs Debian's chromium in .ci/run)"
+)
+def test_run_html_report_in_headless_chromium(tmp_path: Path) -> None:
+    """`analyzer run`'s HTML page (verdicts, kernel lines, one ladder per flow) renders too."""
+    if os.geteuid() != 0 and shutil.which("unshare") is None:
+        pytest.skip("no way to run the demos in a private namespace here")
+    page = tmp_path / "run.html"
+    argv = [sys.executable, "-m", "analyzer", "run", "--format", "html", "-o", str(page)]
+    proc = subprocess.run(
+        [*argv, "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if proc.returncode == 3:
+        pytest.skip(f"cannot capture here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dumped = _chromium(["--dump-dom", page.as_uri()], tmp_path)
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    dom = _parse(dumped.stdout)
+    assert "script" not in {t for t, _ in dom.tags}
+    # the three default scenarios: daytime and half-close (TCP), udp-echo (UDP), each with its ladder
+    ladders = [a for t, a in dom.tags if t == "svg" and "ladder" in a.get("class", "").split()]
+    assert len(ladders) == 3
+    assert {"tcp-0", "udp-0"} <= set(dom.svg_lines) and all(n > 0 for n in dom.svg_lines.values())
+    assert "TIME-WAIT" in dumped.stdout and "agree" in dumped.stdout
