@@ -2,11 +2,13 @@
 
 Why our own decoder: per-packet object models (scapy, dpkt, pyshark) cost microseconds per
 packet in Python; tshark is C but dissects everything. Here the container walk
-(``container.read_records``) is the only per-record Python step; every header field of every
-packet is then gathered at once by numpy fancy indexing over a 1-byte-stride structured view
-of the file (``gather``), layer by layer, on the subset of packets that carry that layer.
-Rare shapes (VLAN stacks, IPv6 extension headers, TCP options other than Linux's usual
-NOP,NOP,TS) are handled by short vectorized loops over the few packets that need them.
+(``container.read_records``, in the optional C extension ``_walk`` or in Python) is the only
+per-record step; every header field of every packet is then gathered at once by numpy fancy
+indexing over a 1-byte-stride view of the file (``gather``), layer by layer: ``link`` ->
+``network`` -> ``transport`` -> ``columns``. The common shapes (untagged Ethernet/SLL, IPv4
+without options, TCP with Linux's NOP,NOP,TS or SYN option layout) are decoded densely, with
+masks over whole columns and one gather per packet; rare shapes (VLAN stacks, IPv6 extension
+headers, other option lists) by short vectorized loops over the few packets that need them.
 
 Semantics of every column: docs/PACKETS.md and ``analyzer.schema``.
 """
