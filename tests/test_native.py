@@ -167,8 +167,18 @@ def test_gzip_is_transparent_and_broken_gzip_is_reported(tmp_path: Path) -> None
     df = analyzer.read_packets(write(tmp_path, gzip.compress(data), "c.pcap.gz"))
     assert df.attrs["compressed"] is True
     assert df["payload_len"].tolist() == [2]
-    with pytest.raises(CaptureFormatError, match="gzip"):
-        analyzer.read_packets(write(tmp_path, gzip.compress(data)[:30], "bad.pcap.gz"))
+    with pytest.raises(CaptureFormatError, match="gzip"):  # corrupt, not just short
+        analyzer.read_packets(write(tmp_path, gzip.compress(data)[:12] + b"\xff" * 40, "bad.pcap.gz"))
+
+
+def test_gzip_cut_short_keeps_the_complete_records(tmp_path: Path) -> None:
+    """A .gz still being written (or copied partly): what decompresses is read, with warnings."""
+    data = pcap_bytes([linux_segment(1, 2, i, 4, b"y" * 200) for i in range(50)])
+    packed = gzip.compress(data)
+    df = analyzer.read_packets(write(tmp_path, packed[: len(packed) * 2 // 3], "cut.pcap.gz"))
+    assert 0 < len(df) < 50
+    assert df["seq"].tolist() == list(range(len(df)))
+    assert any("gzip stream ends early" in w for w in df.attrs["warnings"])
 
 
 def test_zero_records(tmp_path: Path) -> None:

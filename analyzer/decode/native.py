@@ -43,7 +43,7 @@ def read_native(path: Path) -> pd.DataFrame:
         format=records.format,
         compressed=src.compressed,
         link_types=list(records.link_types),
-        warnings=list(records.warnings),
+        warnings=[*src.warnings, *records.warnings],
     )
     return df
 

@@ -26,6 +26,7 @@ class CaptureBytes:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.compressed = False
+        self.warnings: list[str] = []  # e.g. a gzip stream that ends early
         self._mmap: mmap.mmap | None = None
         try:
             with self.path.open("rb") as fh:
@@ -33,7 +34,7 @@ class CaptureBytes:
                 if head == GZIP_MAGIC:
                     self.compressed = True
                     fh.seek(0)
-                    self.data: Buffer = _gunzip(self.path, fh.read())
+                    self.data: Buffer = _gunzip(self.path, fh.read(), self.warnings)
                     return
                 size = fh.seek(0, 2)
                 if size == 0:
@@ -76,8 +77,18 @@ class CaptureBytes:
         self.close()
 
 
-def _gunzip(path: Path, raw: bytes) -> bytes:
+def _gunzip(path: Path, raw: bytes, warnings: list[str]) -> bytes:
+    """Decompress; a stream cut short (a capture still being written, a partial copy) keeps
+    what decompresses, as tshark does, with a warning; corrupt data is an error."""
     try:
         return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
+    except EOFError:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing
+        try:
+            data = inflater.decompress(raw)
+        except zlib.error as exc:
+            raise CaptureFormatError(f"{path}: broken gzip stream ({exc})") from None
+        warnings.append(f"the gzip stream ends early: read the first {len(data)} decompressed bytes")
+        return data
+    except (OSError, zlib.error) as exc:
         raise CaptureFormatError(f"{path}: broken gzip stream ({exc})") from None
