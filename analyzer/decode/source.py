@@ -88,6 +88,8 @@ def _gunzip(path: Path, raw: bytes, warnings: list[str]) -> bytes:
             data = inflater.decompress(raw)
         except zlib.error as exc:
             raise CaptureFormatError(f"{path}: broken gzip stream ({exc})") from None
+        if not data:
+            raise CaptureFormatError(f"{path}: broken gzip stream (it ends before any data)") from None
         warnings.append(f"the gzip stream ends early: read the first {len(data)} decompressed bytes")
         return data
     except (OSError, zlib.error) as exc:
