@@ -365,9 +365,32 @@ def test_import_analyzer_stays_light() -> None:
     import subprocess
     import sys
 
-    code = "import sys, analyzer, analyzer.decode; print('scapy' in sys.modules, 'pyshark' in sys.modules)"
+    code = (
+        "import sys, analyzer, analyzer.decode, analyzer.decode.native; "
+        "print('scapy' in sys.modules, 'pyshark' in sys.modules, 'pandas' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["False", "False", "False"]
+
+
+def test_cold_read_loads_pandas_in_background_and_matches_warm_read(
+    capture: Callable[[str], Path],
+) -> None:
+    """A fresh interpreter (pandas imported on a second thread meanwhile) gives the same frame."""
+    import subprocess
+    import sys
+
+    from analyzer.decode.native import import_in_background
+
+    path = capture("pcapng_multi_le")
+    code = (
+        "import sys, analyzer; df = analyzer.read_packets(sys.argv[1]); "
+        "sys.stdout.write(df.to_json(orient='split'))"
+    )
+    cold = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    warm = read_packets(path).to_json(orient="split")
+    assert cold.stdout == warm
+    assert import_in_background("pandas") is None  # already imported here: no thread
 
 
 def test_scapy_failure_is_a_note_not_raw(

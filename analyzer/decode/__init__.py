@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from analyzer.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ENGINES = ("native", "scapy", "tshark")
 

@@ -15,27 +15,36 @@ Semantics of every column: docs/PACKETS.md and ``analyzer.schema``.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from analyzer.decode.columns import addresses, note_column, proto_column
 from analyzer.decode.container import Records, read_records
 from analyzer.decode.layers import Layers
 from analyzer.decode.link import link_layer
 from analyzer.decode.network import ipv4, ipv6
 from analyzer.decode.source import Buffer, CaptureBytes
 from analyzer.decode.transport import transport
-from analyzer.schema import PACKET_COLUMNS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def read_native(path: Path) -> pd.DataFrame:
     """Decode ``path`` into a PACKETS frame."""
+    # Importing pandas costs about 0.2 s of interpreter time; the record walk (C, GIL released)
+    # and the numpy layers below do not need it, so on a cold start it loads on the second core
+    # meanwhile. The frame is assembled (columns.py, which needs pandas) after it has loaded.
+    preload = import_in_background("pandas")
     src = CaptureBytes(path)
     try:
         records = read_records(src.data, path)
-        df = decode(src.data, records)
+        df = decode(src.data, records, preload)
     finally:
         src.close()
     df.attrs.update(
@@ -48,13 +57,41 @@ def read_native(path: Path) -> pd.DataFrame:
     return df
 
 
-def decode(buf: Buffer, rec: Records) -> pd.DataFrame:
-    """Decode every record of ``rec`` (found in ``buf``) into a PACKETS frame."""
+def import_in_background(module: str) -> threading.Thread | None:
+    """Start importing ``module`` in a daemon thread, unless it is imported already.
+
+    Join the thread before using the module. A failed import is not reported here: the later
+    ``import`` in the caller's thread raises it again, with its usual message.
+    """
+    if module in sys.modules:
+        return None
+    thread = threading.Thread(target=_quiet_import, args=(module,), name=f"import-{module}", daemon=True)
+    thread.start()
+    return thread
+
+
+def _quiet_import(module: str) -> None:
+    with contextlib.suppress(Exception):  # the caller's own import raises it again
+        importlib.import_module(module)
+
+
+def decode(buf: Buffer, rec: Records, preload: threading.Thread | None = None) -> pd.DataFrame:
+    """Decode every record of ``rec`` (found in ``buf``) into a PACKETS frame.
+
+    ``preload`` (from ``import_in_background``) is joined before the first use of pandas.
+    """
     ly = Layers(buf, rec)
     link_layer(ly, rec.link_type)
     ipv4(ly)
     ipv6(ly, np.nonzero(ly.l3_kind == 6)[0])
     cols, inner = transport(ly)
+    if preload is not None:
+        preload.join()
+    import pandas as pd
+
+    from analyzer.decode.columns import addresses, note_column, proto_column
+    from analyzer.schema import PACKET_COLUMNS
+
     n = ly.n
     data: dict[str, object] = {
         "frame": np.arange(1, n + 1, dtype=np.int64),
