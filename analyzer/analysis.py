@@ -18,14 +18,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
-import pandas as pd
 
 from analyzer.decode import read_packets
 from analyzer.decode.source import GZIP_MAGIC, CaptureBytes
 from analyzer.errors import CaptureFormatError, InputError, UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA_ID = "analyzer.report/1"
 DEFAULT_MSL = 30.0  # seconds: 2*MSL = 60 s, Linux's fixed TCP_TIMEWAIT_LEN
@@ -150,10 +152,12 @@ def analyze(path: str | os.PathLike[str], *, msl: float = DEFAULT_MSL, engine: s
     """
     if not (isinstance(msl, int | float) and math.isfinite(msl) and msl > 0):
         raise UsageError(f"invalid MSL {msl!r}", hint="pass a positive number of seconds, e.g. --msl 30")
+    # Decode first: the native engine imports pandas on a second thread meanwhile (the flow
+    # modules below import it too, so they load after).
+    packets = read_packets(path, engine=engine)
     from analyzer.flows.tcp import analyze_tcp
     from analyzer.flows.udp import analyze_udp
 
-    packets = read_packets(path, engine=engine)
     capture = capture_info(path, packets)
     with CaptureBytes(Path(path)) as payloads, gc_paused():
         tcp = analyze_tcp(packets, payloads, msl=msl)
@@ -212,6 +216,8 @@ def capture_info(path: str | os.PathLike[str], packets: pd.DataFrame) -> Capture
 
 def _note_counts(note: pd.Series) -> tuple[int, int]:
     """How many frames carry a ``malformed`` / ``truncated`` token (tokens are ``;``-joined)."""
+    import pandas as pd
+
     cat = note if isinstance(note.dtype, pd.CategoricalDtype) else note.astype("category")
     tokens = [{part.split(":", 1)[0].strip() for part in str(c).split(";")} for c in cat.cat.categories]
     codes = cat.cat.codes.to_numpy()
