@@ -145,23 +145,34 @@ class Analysis:
         }
 
 
-def analyze(path: str | os.PathLike[str], *, msl: float = DEFAULT_MSL, engine: str = "native") -> Analysis:
+def analyze(
+    path: str | os.PathLike[str], *, msl: float = DEFAULT_MSL, engine: str = "native", jobs: int = 1
+) -> Analysis:
     """Decode ``path`` with ``engine`` and reconstruct its TCP connections and UDP conversations.
 
     ``msl`` (seconds) sets the TIME_WAIT length, 2*MSL; the default 30 s gives Linux's 60 s.
+    ``jobs``: processes for the TCP analysis of a large capture (0: one per CPU); see
+    ``analyzer.flows.tcp_parallel``. The default, 1, never forks.
     """
     if not (isinstance(msl, int | float) and math.isfinite(msl) and msl > 0):
         raise UsageError(f"invalid MSL {msl!r}", hint="pass a positive number of seconds, e.g. --msl 30")
+    if not (isinstance(jobs, int) and jobs >= 0):
+        raise UsageError(f"invalid number of jobs {jobs!r}", hint="pass 1 or more, or 0 for one per CPU")
+    workers = jobs if jobs > 0 else usable_cpus()
     # Decode first: the native engine imports pandas on a second thread meanwhile (the flow
     # modules below import it too, so they load after).
     packets = read_packets(path, engine=engine)
-    from analyzer.flows.tcp import analyze_tcp
+    from analyzer.flows.tcp_parallel import start_tcp
     from analyzer.flows.udp import analyze_udp
 
     capture = capture_info(path, packets)
     with CaptureBytes(Path(path)) as payloads, gc_paused():
-        tcp = analyze_tcp(packets, payloads, msl=msl)
+        # The UDP analysis runs here while the TCP workers run; the caller's TCP share is
+        # smaller by about as many packets as UDP has.
+        not_tcp = int((packets["proto"] != "tcp").sum())
+        job = start_tcp(packets, payloads, msl=msl, workers=workers, reserve=not_tcp)
         udp = analyze_udp(packets, payloads)
+        tcp = job.result()
     return Analysis(
         capture=capture,
         packets=packets,
@@ -172,6 +183,13 @@ def analyze(path: str | os.PathLike[str], *, msl: float = DEFAULT_MSL, engine: s
         msl=float(msl),
         engine=engine,
     )
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @contextmanager

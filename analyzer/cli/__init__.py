@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import atexit
+import contextlib
+import os
+import sys
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -43,4 +47,29 @@ _register()
 
 
 def main() -> None:
-    app()
+    """The ``analyzer`` console script: run the command, then exit without interpreter teardown."""
+    try:
+        app()
+    except SystemExit as stop:
+        exit_now(stop.code)
+
+
+def exit_now(code: object) -> NoReturn:
+    """Exit with ``code`` (as ``SystemExit`` would) without tearing the interpreter down.
+
+    After a large analysis the teardown (every module cleared, a final collection over every
+    object left) takes 0.1-0.2 s and does nothing for the user. atexit handlers still run and
+    the standard streams are flushed; only the teardown is skipped.
+    """
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # SystemExit("message"): Python prints it and exits 1
+        print(code, file=sys.stderr)
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing can reach it
+            stream.flush()
+    os._exit(status)

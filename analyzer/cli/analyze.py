@@ -56,6 +56,15 @@ def analyze(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the report here instead of stdout.")
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=0,
+            help="Processes for the TCP analysis of a large capture (0: one per CPU; 1: no fork).",
+        ),
+    ] = 0,
 ) -> None:
     """Reconstruct the handshake, data, teardown and TIME_WAIT of every flow in FILE."""
     if not msl > 0:  # also rejects NaN
@@ -67,13 +76,15 @@ def analyze(
     # Until the report is written and dropped: otherwise the collector rescans the millions of
     # report objects (about a second per million packets) and finds nothing.
     with gc_paused():
-        _report(file, fmt, msl, engine, output)
+        _report(file, fmt, msl, engine, output, jobs)
 
 
-def _report(file: Path, fmt: ReportFormat, msl: float, engine: Engine, output: Path | None) -> None:
+def _report(
+    file: Path, fmt: ReportFormat, msl: float, engine: Engine, output: Path | None, jobs: int
+) -> None:
     from analyzer.analysis import analyze as run_analysis
 
-    result = run_analysis(file, msl=msl, engine=engine.value)
+    result = run_analysis(file, msl=msl, engine=engine.value, jobs=jobs)
     if fmt not in (ReportFormat.text, ReportFormat.json):
         from analyzer.report.render import write_report
 

@@ -20,13 +20,14 @@ the ``analyzer.report/1`` JSON document.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import pandas as pd
 
 from analyzer.decode.source import CaptureBytes
@@ -47,7 +48,7 @@ from analyzer.flows.tcp_teardown import (
 )
 from analyzer.schema import Column
 
-__all__ = ["TCP_FLOWS", "TIME_WAIT_NOTE", "TcpFlows", "analyze_tcp", "stream_bytes"]
+__all__ = ["TCP_FLOWS", "TIME_WAIT_NOTE", "TcpFlows", "analyze_connections", "analyze_tcp", "stream_bytes"]
 
 DIRECTIONS = ("client_to_server", "server_to_client")
 
@@ -119,22 +120,29 @@ class TcpFlows:
     table: pd.DataFrame
     facts: TcpFacts | None = field(default=None, repr=False)
     streams: _Streams | None = field(default=None, repr=False)
+    # Instead of facts: every record's JSON text, in id order (``tcp_parallel`` merges the
+    # texts its workers wrote; the facts stayed in the workers).
+    texts: Sequence[bytes | memoryview] | None = field(default=None, repr=False)
 
     @cached_property
     def records(self) -> list[dict[str, Any]]:
         """The ``tcp`` entries of analyzer.report/1, in connection id order."""
         f = self.facts
         if f is None:
-            return []
+            # The texts are exactly orjson's serialization of the records (tests compare them).
+            return [orjson.loads(t) for t in self.texts or ()]
         records = _records(f)
         return [records[i] for i in f.order.tolist()]
 
     def json_chunks(self, records_per_chunk: int = 8192) -> Iterator[bytes]:
         """``records`` as JSON text, records separated by ``,\\n    `` (chunks join with that too)."""
-        from analyzer.flows.tcp_json import record_chunks
+        from analyzer.flows.tcp_json import RECORD_SEPARATOR, record_chunks
 
         if self.facts is not None:
             yield from record_chunks(self.facts, records_per_chunk)
+        elif self.texts:
+            for k in range(0, len(self.texts), records_per_chunk):
+                yield RECORD_SEPARATOR.join(self.texts[k : k + records_per_chunk])
 
 
 @dataclass(frozen=True)
@@ -157,10 +165,20 @@ class TcpFacts:
 
 @dataclass(frozen=True)
 class _Streams:
-    """What ``stream_bytes`` needs: the block of each connection id, and the stream index."""
+    """What ``stream_bytes`` needs: the connection id of each block, and the stream index."""
 
-    block_of_id: npt.NDArray[np.int64]
+    conn_id: npt.NDArray[np.int64]  # per block
     index: StreamIndex | None
+
+    @cached_property
+    def _by_id(self) -> npt.NDArray[np.int64]:
+        return np.argsort(self.conn_id, kind="stable")
+
+    def block_of(self, conn_id: int) -> int:
+        k = int(np.searchsorted(self.conn_id, conn_id, sorter=self._by_id))
+        if k == len(self.conn_id) or self.conn_id[self._by_id[k]] != conn_id:
+            raise KeyError(f"no TCP connection with id {conn_id}")
+        return int(self._by_id[k])
 
 
 def stream_bytes(flows: TcpFlows, conn_id: int, direction: str, payloads: CaptureBytes) -> bytes:
@@ -175,7 +193,7 @@ def stream_bytes(flows: TcpFlows, conn_id: int, direction: str, payloads: Captur
     index = flows.streams.index
     if index is None:
         return b""
-    block = int(flows.streams.block_of_id[conn_id])
+    block = flows.streams.block_of(conn_id)
     mv = memoryview(payloads.data)
     return b"".join([mv[o : o + n] for o, n in index.pieces(2 * block + (0 if direction == "c2s" else 1))])
 
@@ -186,7 +204,12 @@ def analyze_tcp(packets: pd.DataFrame, payloads: CaptureBytes | None, *, msl: fl
     ``payloads`` gives access to the capture's bytes for sha256/preview; with ``None`` those are
     ``None``. ``msl`` is the maximum segment lifetime in seconds (TIME_WAIT = 2*MSL).
     """
-    tp = build_tcp_packets(packets)
+    return analyze_connections(build_tcp_packets(packets), payloads, msl=msl)
+
+
+def analyze_connections(tp: TcpPackets, payloads: CaptureBytes | None, *, msl: float = 30.0) -> TcpFlows:
+    """``analyze_tcp`` on connections already grouped (all of a capture's, or ``tp.blocks(...)``)."""
+    packets = tp.packets
     si = compute_seq(tp)
     hs = analyze_handshake(packets, tp, si)
     data = analyze_data(tp, si, payloads, hs.rtt_ms / 1000.0)
@@ -198,9 +221,7 @@ def analyze_tcp(packets: pd.DataFrame, payloads: CaptureBytes | None, *, msl: fl
     order = np.argsort(tp.conn_id)
     table = table.iloc[order].reset_index(drop=True)
     facts = TcpFacts(tp, hs, data, td, io, timeline_entries(tp, st), anomalies, order)
-    block_of_id = np.empty(tp.n_blocks, dtype=np.int64)
-    block_of_id[tp.conn_id] = np.arange(tp.n_blocks, dtype=np.int64)
-    return TcpFlows(table=table, facts=facts, streams=_Streams(block_of_id, data.stream_index))
+    return TcpFlows(table=table, facts=facts, streams=_Streams(tp.conn_id, data.stream_index))
 
 
 # ---------------------------------------------------------------------------------------------

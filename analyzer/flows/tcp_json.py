@@ -294,8 +294,17 @@ def record_chunks(f: TcpFacts, records_per_chunk: int = 8192) -> Iterator[bytes]
     """The records as JSON, in connection id order, ``records_per_chunk`` records per chunk.
 
     Records inside a chunk are separated by ``RECORD_SEPARATOR``; the caller puts it between
-    chunks too. Blocks whose state timelines follow one pattern (same states, same count) share
-    one ``%`` template for the whole record, so a record costs one formatting call.
+    chunks too.
+    """
+    for _, texts in record_texts(f, records_per_chunk):
+        yield RECORD_SEPARATOR.join(texts)
+
+
+def record_texts(f: TcpFacts, records_per_chunk: int = 8192) -> Iterator[tuple[I64, list[bytes]]]:
+    """(connection ids, JSON text of each record), ``records_per_chunk`` at a time, in id order.
+
+    Blocks whose state timelines follow one pattern (same states, same count) share one ``%``
+    template for the whole record, so a record costs one formatting call.
     """
     nb = f.n_blocks
     if nb == 0:
@@ -339,7 +348,7 @@ def record_chunks(f: TcpFacts, records_per_chunk: int = 8192) -> Iterator[bytes]
                 strict=True,
             )
             out[local] = [template % row for row in rows]
-        yield RECORD_SEPARATOR.join(out.tolist())
+        yield f.tp.conn_id[chunk], out.tolist()
 
 
-__all__ = ["DIRECTIONS", "RECORD_SEPARATOR", "record_chunks"]
+__all__ = ["DIRECTIONS", "RECORD_SEPARATOR", "record_chunks", "record_texts"]

@@ -89,6 +89,51 @@ class TcpPackets:
     def counts(self) -> I64:
         return self.ends - self.starts
 
+    def blocks(self, b0: int, b1: int) -> TcpPackets:
+        """The connections of blocks ``b0`` to ``b1`` (exclusive), renumbered from block 0.
+
+        Connection ids stay global. Cut only where a 4-tuple begins (``tuple_starts``): the
+        stages look across the connections of one 4-tuple (port reuse, TIME_WAIT).
+        """
+        nb = self.n_blocks
+        if not 0 <= b0 <= b1 <= nb:
+            raise ValueError(f"block range {b0}:{b1} outside 0:{nb}")
+        p0 = int(self.starts[b0]) if b0 < nb else self.n_packets
+        p1 = int(self.starts[b1]) if b1 < nb else self.n_packets
+        nxt = self.next_on_tuple[b0:b1]
+        return TcpPackets(
+            block=self.block[p0:p1] - b0,
+            dir=self.dir[p0:p1],
+            row=self.row[p0:p1],
+            frame=self.frame[p0:p1],
+            ts=self.ts[p0:p1],
+            ts_ns=self.ts_ns[p0:p1],
+            flags=self.flags[p0:p1],
+            seq=self.seq[p0:p1],
+            ack=self.ack[p0:p1],
+            win=self.win[p0:p1],
+            plen=self.plen[p0:p1],
+            starts=self.starts[b0:b1] - p0,
+            ends=self.ends[b0:b1] - p0,
+            conn_id=self.conn_id[b0:b1],
+            tuple_id=self.tuple_id[b0:b1],
+            next_on_tuple=np.where(nxt >= 0, nxt - b0, -1),
+            client_ip=self.client_ip[b0:b1],
+            client_port=self.client_port[b0:b1],
+            server_ip=self.server_ip[b0:b1],
+            server_port=self.server_port[b0:b1],
+            client_guessed=self.client_guessed[b0:b1],
+            opened_by_split=self.opened_by_split[b0:b1],
+            packets=self.packets,
+        )
+
+    def tuple_starts(self) -> I64:
+        """Blocks that begin a 4-tuple (its first connection), and ``n_blocks`` at the end."""
+        nb = self.n_blocks
+        first = np.r_[True, self.tuple_id[1:] != self.tuple_id[:-1]] if nb else np.zeros(0, bool)
+        out: I64 = np.r_[np.flatnonzero(first), nb].astype(np.int64)
+        return out
+
 
 def select_tcp(packets: pd.DataFrame) -> I64:
     """Rows of ``packets`` that carry a decoded TCP header (not non-first fragments/truncated)."""

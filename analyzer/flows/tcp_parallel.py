@@ -1,0 +1,200 @@
+"""TCP analysis on several cores: the connections split by 4-tuple, one share per process.
+
+Why processes: the stages are numpy passes plus Python per distinct event pattern, and the JSON
+text is built in Python; under the GIL threads would take turns on one core. Zeek and Suricata
+scale the same way, flows hashed to workers. Here:
+
+* the connections are grouped once, in the calling process (``build_tcp_packets``), so ids are
+  global and the split cannot change them;
+* the blocks (in 4-tuple order) are cut where a 4-tuple begins, into shares of about equal
+  packet count: every stage looks only at the connections of one 4-tuple (port reuse, TIME_WAIT
+  reuse, RST into TIME_WAIT), so a share analyzes exactly as it would inside the whole;
+* a forked worker analyzes every share but the first and writes its table rows and its records'
+  JSON text to an unlinked temporary file; the caller analyzes the first share itself, after
+  whatever it does meanwhile (``analysis.analyze`` runs the UDP analysis there), and merges.
+
+The merged ``TcpFlows`` has the same ``table`` and JSON text as ``analyze_tcp`` (tests compare
+them); its records are parsed back from that text, and it carries no stream index
+(``stream_bytes`` needs ``analyze_tcp``). A worker that fails is not fatal: its share is
+analyzed again in the caller, with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass, field
+from typing import IO
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from analyzer.decode.source import CaptureBytes
+from analyzer.flows.tcp import TcpFlows, analyze_connections
+from analyzer.flows.tcp_json import record_texts
+from analyzer.flows.tcp_streams import TcpPackets, build_tcp_packets
+
+I64 = npt.NDArray[np.int64]
+
+# Below this many TCP packets per process a fork costs more than it saves.
+MIN_PACKETS_PER_WORKER = 50_000
+
+
+def can_fork() -> bool:
+    """Forking is safe here: the platform has fork and no other thread is running."""
+    return hasattr(os, "fork") and sys.platform != "win32" and threading.active_count() == 1
+
+
+@dataclass
+class TcpJob:
+    """TCP analysis under way: the workers run from ``start_tcp``; ``result()`` finishes it."""
+
+    tp: TcpPackets
+    payloads: CaptureBytes | None
+    msl: float
+    cuts: list[int]  # share k is blocks cuts[k]:cuts[k+1]; share 0 is the caller's
+    pids: list[int] = field(default_factory=list)  # worker of share k + 1
+    files: list[IO[bytes]] = field(default_factory=list)
+
+    def result(self) -> TcpFlows:
+        """The caller's share, then the workers' shares, merged (blocks until they are done)."""
+        if len(self.cuts) == 2:
+            return analyze_connections(self.tp, self.payloads, msl=self.msl)
+        shares = [self._analyze(0)]
+        for k, (pid, fh) in enumerate(zip(self.pids, self.files, strict=True), start=1):
+            shares.append(self._collect(k, pid, fh))
+        return _merge(shares)
+
+    def _analyze(self, k: int) -> _Share:
+        sub = self.tp.blocks(self.cuts[k], self.cuts[k + 1])
+        flows = analyze_connections(sub, self.payloads, msl=self.msl)
+        ids: list[I64] = []
+        texts: list[bytes | memoryview] = []
+        if flows.facts is not None:
+            for chunk_ids, chunk_texts in record_texts(flows.facts):
+                ids.append(chunk_ids)
+                texts.extend(chunk_texts)
+        return _Share(flows.table, np.concatenate(ids) if ids else np.zeros(0, np.int64), texts)
+
+    def _collect(self, k: int, pid: int, fh: IO[bytes]) -> _Share:
+        _, status = os.waitpid(pid, 0)
+        try:
+            if os.waitstatus_to_exitcode(status) == 0:
+                fh.seek(0)
+                return _read_share(fh)
+            warnings.warn(
+                f"TCP worker for share {k} failed (status {status}); analyzing it here instead",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        finally:
+            fh.close()
+        return self._analyze(k)
+
+    def run_worker(self, k: int, fh: IO[bytes]) -> None:
+        """In a forked worker: analyze share ``k``, write it to ``fh`` and exit, never return."""
+        code = 1
+        try:
+            _write_share(fh, self._analyze(k))
+            code = 0
+        except BaseException:  # the caller re-analyzes the share; say why on stderr
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+
+
+@dataclass(frozen=True)
+class _Share:
+    table: pd.DataFrame  # TCP_FLOWS rows, in id order
+    ids: I64  # connection id of each text
+    texts: list[bytes | memoryview]  # JSON text of each record, in id order
+
+
+def start_tcp(
+    packets: pd.DataFrame,
+    payloads: CaptureBytes | None,
+    *,
+    msl: float = 30.0,
+    workers: int = 1,
+    reserve: int = 0,
+) -> TcpJob:
+    """Group the TCP connections and start analyzing them on ``workers`` processes.
+
+    ``reserve``: packets' worth of other work the caller does before ``result()`` (its own
+    share is made that much smaller). With one worker, a small capture, or where forking is not
+    safe, ``result()`` analyzes everything in the calling process.
+    """
+    tp = build_tcp_packets(packets)
+    job = TcpJob(tp, payloads, msl, share_cuts(tp, workers, reserve))
+    if len(job.cuts) > 2:
+        for out in (sys.stdout, sys.stderr):  # a fork would write buffered output twice
+            out.flush()
+        for k in range(1, len(job.cuts) - 1):
+            fh = tempfile.TemporaryFile()  # noqa: SIM115  # closed by TcpJob._collect
+            pid = os.fork()
+            if pid == 0:
+                job.run_worker(k, fh)
+            job.pids.append(pid)
+            job.files.append(fh)
+    return job
+
+
+def share_cuts(tp: TcpPackets, workers: int, reserve: int = 0) -> list[int]:
+    """Block boundaries of the shares (``[0, nb]`` for one share): 4-tuple starts, about equal load.
+
+    The caller's share (the first) is ``reserve`` packets lighter, as it has that other work.
+    """
+    nb = tp.n_blocks
+    total = tp.n_packets + reserve
+    workers = min(workers, total // MIN_PACKETS_PER_WORKER)
+    if workers < 2 or not can_fork():
+        return [0, nb]
+    starts = tp.tuple_starts()[:-1]
+    done_before = tp.starts[starts] + reserve  # load (packets) before each 4-tuple
+    targets = total * np.arange(1, workers) / workers
+    pos = np.searchsorted(done_before, targets)  # the first 4-tuple at or past each target
+    cuts = sorted({0, *starts[pos[pos < len(starts)]].tolist(), nb})
+    return cuts if len(cuts) > 2 else [0, nb]
+
+
+def _write_share(fh: IO[bytes], share: _Share) -> None:
+    lengths = np.fromiter((len(t) for t in share.texts), dtype=np.int64, count=len(share.texts))
+    header = pickle.dumps((share.table, share.ids, lengths), protocol=pickle.HIGHEST_PROTOCOL)
+    fh.write(len(header).to_bytes(8, "little"))
+    fh.write(header)
+    fh.writelines(share.texts)
+    fh.flush()
+
+
+def _read_share(fh: IO[bytes]) -> _Share:
+    size = int.from_bytes(fh.read(8), "little")
+    table, ids, lengths = pickle.loads(fh.read(size))  # our own worker's file, not input
+    blob = memoryview(fh.read())
+    ends = np.cumsum(lengths).tolist()
+    texts: list[bytes | memoryview] = [blob[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+    return _Share(table, ids, texts)
+
+
+def _merge(shares: list[_Share]) -> TcpFlows:
+    ids = np.concatenate([s.ids for s in shares])
+    order = np.argsort(ids, kind="stable")
+    texts = [t for s in shares for t in s.texts]
+    table = pd.concat([s.table for s in shares], ignore_index=True)
+    table = table.iloc[np.argsort(table["id"].to_numpy(), kind="stable")].reset_index(drop=True)
+    for name in table.columns:
+        kinds = {str(s.table[name].dtype) for s in shares}
+        if "category" in kinds and table[name].dtype != "category":
+            # Shares with different categories concatenate to object; analyze_tcp's column is a
+            # categorical of all the values (sorted categories), which this rebuilds.
+            table[name] = pd.Categorical(table[name].to_numpy(dtype=object))
+    return TcpFlows(table=table, texts=[texts[i] for i in order.tolist()])
+
+
+__all__ = ["MIN_PACKETS_PER_WORKER", "TcpJob", "can_fork", "share_cuts", "start_tcp"]
