@@ -7,6 +7,7 @@ must come out exactly as ``analyze_tcp`` makes them, for any number of workers.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -15,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas.testing as pdt
 import pytest
+from test_bench_gen import gen
 
 from analyzer.analysis import Analysis, analyze
 from analyzer.flows import tcp_parallel
 from analyzer.flows.tcp_streams import build_tcp_packets
 from analyzer.report.json_report import render_json
-from test_bench_gen import gen
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
-needs_fork = pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
 
 @pytest.fixture(scope="module")

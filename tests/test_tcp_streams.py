@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tcp_craft import CLIENT, SERVER, Capture, Conv, analyze_capture, analyze_scenario
 
-from analyzer.flows.tcp_streams import _split_one, _split_tuples
+from analyzer.flows.tcp_streams import _split_one, _split_tuples, stable_argsort_codes
 
 
 def test_connections_are_numbered_by_first_packet(tmp_path: Path) -> None:
@@ -119,3 +119,13 @@ def test_vectorized_split_matches_the_packet_by_packet_rules(pkts: list[tuple[bo
     split_at = _split_tuples(np.zeros(n, np.int64), np.zeros(1, np.int64), lo_dir, flags, seq, ack)
     expected = _split_one(lo_dir.tolist(), flags.tolist(), seq.tolist(), ack.tolist())
     assert np.cumsum(split_at).tolist() == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=(1 << 40) - 1), max_size=300),
+    st.sampled_from([1, 3, 1 << 16, 1 << 20, 1 << 40]),
+)
+def test_stable_argsort_codes_is_numpys_stable_argsort(values: list[int], modulus: int) -> None:
+    codes = np.array(values, dtype=np.int64) % modulus
+    assert stable_argsort_codes(codes).tolist() == np.argsort(codes, kind="stable").tolist()
