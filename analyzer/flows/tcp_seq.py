@@ -59,12 +59,14 @@ def segmented_running_max(values: I64, seg_start: BOOL, inclusive: bool = True) 
         starts = np.r_[0, starts].astype(np.int64)  # the array's start always opens a segment
     nseg = len(starts)
     missing = values <= NONE
-    real = values[~missing]
-    if len(real) == 0:
+    top = np.iinfo(np.int64).max
+    run: I64 = np.where(missing, top, values)
+    real_min = int(run.min())
+    if real_min == top:
         return np.full(m, NONE, dtype=np.int64)
-    lo = int(real.min()) - 1  # stands for NONE while scanning
-    span = int(real.max()) - lo + 1
-    run: I64 = np.where(missing, lo, values).astype(np.int64)
+    lo = real_min - 1  # stands for NONE while scanning
+    span = int(values.max()) - lo + 1
+    run[missing] = lo
     if span * nseg < (1 << 62):
         # Lift every segment above the previous one so one global running max restarts per segment.
         lift = np.repeat(np.arange(nseg, dtype=np.int64) * span - lo, np.diff(np.r_[starts, m]))
@@ -74,14 +76,11 @@ def segmented_running_max(values: I64, seg_start: BOOL, inclusive: bool = True) 
     else:  # pragma: no cover - only for absurd sequence spans; correct but slower
         for s, e in zip(*_bounds(seg_start), strict=True):
             run[s:e] = np.maximum.accumulate(run[s:e])
+    if not inclusive:
+        run[1:] = run[:-1].copy()
+        run[starts] = lo
     run[run == lo] = NONE
-    if inclusive:
-        return run
-    out: I64 = np.empty_like(run)
-    out[0] = NONE
-    out[1:] = run[:-1]
-    out[starts] = NONE
-    return out
+    return run
 
 
 def _bounds(seg_start: BOOL) -> tuple[I64, I64]:
@@ -130,61 +129,88 @@ def reduce_per_group(ufunc: np.ufunc, values: I64, group_of: I64, n_groups: int,
 def compute_seq(tp: TcpPackets) -> SeqInfo:
     """Relative sequence numbers of every packet of ``tp`` (rules: module docstring)."""
     n = tp.n_packets
-    ng = 2 * tp.n_blocks
-    group = tp.block * 2 + tp.dir.astype(np.int64)
-    dorder = np.concatenate([np.flatnonzero(tp.dir == 0), np.flatnonzero(tp.dir == 1)]).astype(np.int64)
-    g_sorted = group[dorder]
-    counts = np.bincount(group, minlength=ng).astype(np.int64)
+    nb = tp.n_blocks
+    ng = 2 * nb
+    d = tp.dir
+    group = tp.block * 2
+    group += d
+    c2s = np.flatnonzero(d == 0)
+    s2c = np.flatnonzero(d != 0)
+    nc = len(c2s)
+    dorder = np.concatenate((c2s, s2c))
     # Groups appear in dorder as: all even groups ascending, then all odd groups ascending.
-    order_of_groups = np.r_[np.arange(0, ng, 2), np.arange(1, ng, 2)].astype(np.int64)
-    pos = np.zeros(ng, dtype=np.int64)
-    pos[order_of_groups] = np.r_[0, np.cumsum(counts[order_of_groups])[:-1]] if ng else []
-    gstart = pos
-    gend = pos + counts
+    counts = np.bincount(group, minlength=ng)
+    gstart = np.empty(ng, dtype=np.int64)
+    for k, offset in ((0, 0), (1, nc)):
+        c = counts[k::2]
+        gstart[k::2] = np.cumsum(c) - c + offset
+    gend = gstart + counts
 
     flags = tp.flags
-    is_syn = (flags & TCP_SYN) != 0
-    is_fin = (flags & TCP_FIN) != 0
-    is_rst = (flags & TCP_RST) != 0
-    seq64 = tp.seq.astype(np.int64)
-
-    # Base per group: first SYN's seq, else first seq - 1.
-    first_syn_pos = first_index_per_group(is_syn[dorder], g_sorted, ng)
-    has_syn = first_syn_pos >= 0
-    isn = np.where(has_syn, seq64[dorder[np.maximum(first_syn_pos, 0)]], -1) if n else np.zeros(ng, np.int64)
-    nonempty = counts > 0
+    seq = tp.seq
+    # Base per group: first SYN's seq, else first seq - 1. SYN rows are few: per direction their
+    # groups ascend, so the first of each run is the group's first SYN.
+    isn = np.full(ng, -1, dtype=np.int64)
+    syn_rows = np.flatnonzero((flags & TCP_SYN) != 0)
+    syn_dir = d[syn_rows]
+    for k in (0, 1):
+        rows = syn_rows[syn_dir == k]
+        g = group[rows]
+        first = np.r_[True, g[1:] != g[:-1]] if len(g) else np.zeros(0, bool)
+        isn[g[first]] = seq[rows[first]]
+    has_syn = isn >= 0
+    nonempty = gend > gstart
+    # group starts in dorder position order: the client->server groups come first
+    gid = np.flatnonzero(nonempty[0::2]) * 2
+    gid = np.r_[gid, np.flatnonzero(nonempty[1::2]) * 2 + 1]
+    sp = gstart[gid]
     first_seq = np.zeros(ng, dtype=np.int64)
-    first_seq[nonempty] = seq64[dorder[gstart[nonempty]]]
+    first_seq[gid] = seq[dorder[sp]]
     base = np.where(has_syn, isn, (first_seq - 1) & 0xFFFFFFFF)
 
-    seg_start = np.zeros(n, dtype=bool)
-    seg_start[gstart[nonempty]] = True
-    rel = np.zeros(n, dtype=np.int64)
+    # Work in dorder (group) order, where every group is one contiguous run; scatter at the end.
+    flags_s = flags[dorder]
+    s_sorted = seq[dorder]
+    # rel: the first packet's offset from the base, then signed 32-bit steps, summed per group.
+    # One cumsum serves all groups: each group's first step also cancels the previous group's sum.
+    step = np.empty(n, dtype=np.int32)
+    np.subtract(s_sorted[1:], s_sorted[:-1], out=step[1:].view(np.uint32))
+    step[sp] = (s_sorted[sp] - base[gid].astype(np.uint32)).view(np.int32)
+    rel_s = step.astype(np.int64)
     if n:
-        s_sorted = tp.seq[dorder]
-        step = np.empty(n, dtype=np.int64)
-        step[1:] = (s_sorted[1:] - s_sorted[:-1]).view(np.int32)
-        sp = np.flatnonzero(seg_start)  # group starts in dorder position order
-        first_rel = ((s_sorted[sp].astype(np.int64) - base[g_sorted[sp]]) & 0xFFFFFFFF).astype(np.uint32)
-        step[sp] = first_rel.view(np.int32)
-        csum = np.cumsum(step)
-        offset = csum[sp] - step[sp]
-        rel[dorder] = csum - np.repeat(offset, np.diff(np.r_[sp, n]))
+        rel_s[sp[1:]] -= np.add.reduceat(rel_s, sp)[:-1]
+    np.cumsum(rel_s, out=rel_s)
 
-    syn_i = is_syn.astype(np.int64)
-    payload_in_seq = np.where(is_rst, 0, tp.plen)
-    end = rel + payload_in_seq + syn_i + is_fin.astype(np.int64)
-    data_start = rel + syn_i
-
-    vals = np.where(is_rst, NONE, end)[dorder]
-    nxt_sorted = segmented_running_max(vals, seg_start, inclusive=False)
-    next_expected = np.empty(n, dtype=np.int64)
-    next_expected[dorder] = nxt_sorted
-
+    rst_s = np.flatnonzero((flags_s & TCP_RST) != 0)
+    # sequence space: payload unless RST, +1 for SYN, +1 for FIN
+    end_s = tp.plen[dorder]
+    end_s[rst_s] = 0
+    end_s += (flags_s & TCP_FIN) != 0
+    end_s += (flags_s & TCP_SYN) != 0
+    end_s += rel_s
     top = np.zeros(ng, dtype=np.int64)
     if n:
-        sp = np.flatnonzero(seg_start)
-        top[g_sorted[sp]] = np.maximum.reduceat(end[dorder], sp)
+        top[gid] = np.maximum.reduceat(end_s, sp)
+    # next_expected: the inclusive running max of the previous packet's end (RSTs left out), with
+    # every group restarting empty.
+    prev_end = np.empty(n, dtype=np.int64)
+    prev_end[1:] = end_s[:-1]
+    prev_end[rst_s[rst_s < n - 1] + 1] = NONE
+    prev_end[sp] = NONE
+    seg_start = np.zeros(n, dtype=bool)
+    seg_start[sp] = True
+    next_s = segmented_running_max(prev_end, seg_start)
+    del prev_end
+
+    # Back to packet order. The sorted buffers are reused: every fresh array of a million rows
+    # costs page faults.
+    rel = np.empty(n, dtype=np.int64)
+    rel[dorder] = rel_s
+    end = np.empty(n, dtype=np.int64)
+    end[dorder] = end_s
+    next_expected = end_s
+    next_expected[dorder] = next_s
+    data_start = np.add(rel, (flags & TCP_SYN) != 0, out=rel_s)
 
     return SeqInfo(
         group=group,
@@ -196,7 +222,7 @@ def compute_seq(tp: TcpPackets) -> SeqInfo:
         data_start=data_start,
         next_expected=next_expected,
         has_syn=has_syn,
-        isn=isn.astype(np.int64),
-        base=base.astype(np.int64),
+        isn=isn,
+        base=base,
         top=top,
     )
