@@ -1,9 +1,15 @@
-"""Build hook for the optional C record walker (analyzer/decode/_walk.c).
+"""Build hook for the optional C helpers: the record walker (analyzer/decode/_walk.c) and the
+payload digests (analyzer/flows/_digest.c).
 
 Everything else is configured in pyproject.toml. ``optional=True``: without a C compiler the
-install still succeeds and the decoder runs the same walk in Python.
+install still succeeds and the same work runs in Python.
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("analyzer.decode._walk", ["analyzer/decode/_walk.c"], optional=True)])
+setup(
+    ext_modules=[
+        Extension("analyzer.decode._walk", ["analyzer/decode/_walk.c"], optional=True),
+        Extension("analyzer.flows._digest", ["analyzer/flows/_digest.c"], optional=True),
+    ]
+)

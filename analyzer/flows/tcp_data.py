@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import hashlib
 import mmap
+import os
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from analyzer.decode.source import CaptureBytes
+from analyzer.decode.source import Buffer, CaptureBytes
 from analyzer.flows.preview import PREVIEW_BYTES, preview
 from analyzer.flows.tcp_seq import NONE, SeqInfo, reduce_per_group
 from analyzer.flows.tcp_streams import TcpPackets
@@ -42,6 +43,14 @@ from analyzer.schema import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
 
 I64 = npt.NDArray[np.int64]
 BOOL = npt.NDArray[np.bool_]
+
+try:  # optional C helper (setup.py); without it the same digests come from hashlib
+    from analyzer.flows import _digest  # type: ignore[attr-defined]
+
+    if not _digest.available():
+        _digest = None
+except ImportError:
+    _digest = None
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 DEFAULT_OOO_RTT_S = 0.003  # Wireshark's out-of-order threshold when no handshake RTT is known
@@ -292,7 +301,7 @@ def analyze_data(
     )
 
 
-HASH_BATCH = 8192  # directions hashed between two drops of the mapped pages
+HASH_BATCH = 16384  # directions hashed between two drops of the mapped pages
 
 
 def drop_resident_pages(payloads: CaptureBytes) -> None:
@@ -318,12 +327,12 @@ def _digests_and_previews(
     """sha256 (None when the stream has gaps) and preview of every direction group.
 
     Segments are hashed straight from the capture's bytes (no copy of the stream); only the
-    first PREVIEW_BYTES + 1 bytes are assembled, for the preview. Most directions are one
-    segment and take a list comprehension; the rest are walked piece by piece.
+    first PREVIEW_BYTES + 1 bytes are assembled, for the preview. Directions reassembled in
+    order (nearly all) are runs of consecutive pieces of the stream index: the C helper
+    (``_digest``) hashes a batch of them per call, hashlib does it without it. Directions that
+    took the careful path have their own piece lists.
     """
     data = payloads.data
-    mv = memoryview(data)
-    sha256 = hashlib.sha256
     want = PREVIEW_BYTES + 1
     previews: dict[bytes, str] = {}
 
@@ -335,57 +344,56 @@ def _digests_and_previews(
         return text
 
     groups = index.seg_groups
-    nseg = index.bounds_end - index.bounds_start
-    simple = (nseg == 1) & ~bad_groups[groups]
+    runs = np.flatnonzero(~bad_groups[groups])
     # In file order, a batch at a time, dropping the mapped pages after each batch: the pages
     # of the whole file are never resident in this process at once.
-    k1 = np.flatnonzero(simple)
-    k1 = k1[np.argsort(index.offsets[index.bounds_start[k1]], kind="stable")]
-    for part in range(0, len(k1), HASH_BATCH):
-        kp = k1[part : part + HASH_BATCH]
-        o1 = index.offsets[index.bounds_start[kp]]
-        n1 = index.lengths[index.bounds_start[kp]]
-        o1_l = o1.tolist()
-        digests = [sha256(mv[o:e]).hexdigest() for o, e in zip(o1_l, (o1 + n1).tolist(), strict=True)]
-        texts = [
-            preview_of(data[o:e]) for o, e in zip(o1_l, (o1 + np.minimum(n1, want)).tolist(), strict=True)
-        ]
-        for gi, digest, text in zip(groups[kp].tolist(), digests, texts, strict=True):
+    runs = runs[np.argsort(index.offsets[index.bounds_start[runs]], kind="stable")]
+    for part in range(0, len(runs), HASH_BATCH):
+        batch = runs[part : part + HASH_BATCH]
+        starts, ends = index.bounds_start[batch], index.bounds_end[batch]
+        digests, heads = _hash_runs(data, index.offsets, index.lengths, starts, ends, want)
+        for gi, digest, head in zip(groups[batch].tolist(), digests, heads, strict=True):
             sha[gi] = digest
-            prev[gi] = text
+            prev[gi] = preview_of(head)
         drop_resident_pages(payloads)
 
-    off_l = index.offsets.tolist()
-    len_l = index.lengths.tolist()
-    rest = np.flatnonzero(~simple)
-    for i, (gi, a, b) in enumerate(
-        zip(
-            groups[rest].tolist(),
-            index.bounds_start[rest].tolist(),
-            index.bounds_end[rest].tolist(),
-            strict=True,
-        )
-    ):
-        if gi in index.careful:
-            pieces = [(o, n) for _, o, n in index.careful[gi]]
-        else:
-            pieces = list(zip(off_l[a:b], len_l[a:b], strict=True))
-        h = sha256()
-        for o, n in pieces:
-            h.update(mv[o : o + n])
+    mv = memoryview(data)
+    for gi, pieces in index.careful.items():
+        h = hashlib.sha256()
         head = b""
-        for o, n in pieces:
-            head += data[o : o + min(n, want - len(head))]
-            if len(head) >= want:
-                break
+        for _, o, n in pieces:
+            h.update(mv[o : o + n])
+            if len(head) < want:
+                head += data[o : o + min(n, want - len(head))]
         sha[gi] = h.hexdigest()
         prev[gi] = preview_of(head)
-        if i % HASH_BATCH == HASH_BATCH - 1:
-            drop_resident_pages(payloads)
     drop_resident_pages(payloads)
     # A stream with gaps has no sha256: it would not match what the application sent.
     for gi in np.flatnonzero(missing > 0).tolist():
         sha[gi] = None
+
+
+def _hash_runs(
+    data: Buffer, offsets: I64, lengths: I64, starts: I64, ends: I64, want: int
+) -> tuple[list[str], list[bytes]]:
+    """Hex sha256 and first ``want`` bytes of each run of pieces ``starts[r]:ends[r]``."""
+    if _digest is not None and os.environ.get("ANALYZER_PURE_PYTHON") != "1":
+        raw = _digest.sha256_runs(data, offsets, lengths, starts, ends).hex()
+        digests = [raw[k : k + 64] for k in range(0, len(raw), 64)]
+        return digests, _digest.heads(data, offsets, lengths, starts, ends, want)
+    mv = memoryview(data)
+    off_l, len_l = offsets.tolist(), lengths.tolist()
+    digests, heads = [], []
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        h = hashlib.sha256()
+        head = b""
+        for o, n in zip(off_l[a:b], len_l[a:b], strict=True):
+            h.update(mv[o : o + n])
+            if len(head) < want:
+                head += data[o : o + min(n, want - len(head))]
+        digests.append(h.hexdigest())
+        heads.append(head)
+    return digests, heads
 
 
 def _careful(
