@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 
 from analyzer.flows.tcp_seq import (
     NONE,
+    first_after,
     first_index_per_group,
+    first_row_per_group,
     last_index_per_group,
     reduce_per_group,
     segmented_running_max,
@@ -58,3 +60,37 @@ def test_reduce_per_group(items: list[tuple[int, int]]) -> None:
     vals = np.array([v for _, v in items], dtype=np.int64)
     got = reduce_per_group(np.maximum, vals, groups, 6, -999).tolist()
     assert got == [max([v for g, v in items if g == k], default=-999) for k in range(6)]
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(0, 5), st.booleans()), max_size=30))
+def test_first_row_per_group(items: list[tuple[int, bool]]) -> None:
+    items = sorted(items, key=lambda x: x[0])
+    groups = np.array([g for g, _ in items], dtype=np.int64)
+    rows = np.array([i for i, (_, m) in enumerate(items) if m], dtype=np.int64)
+    first = first_row_per_group(rows, groups, 6).tolist()
+    for g in range(6):
+        hits = [i for i, (gg, m) in enumerate(items) if gg == g and m]
+        assert first[g] == (hits[0] if hits else -1)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    st.sets(st.integers(0, 60), max_size=40),
+    st.lists(st.tuples(st.integers(-1, 60), st.integers(-1, 62), st.integers(1, 4)), max_size=12),
+    st.integers(0, 3),
+)
+def test_first_after(row_set: set[int], queries: list[tuple[int, int, int]], rounds: int) -> None:
+    """Both the round-by-round path and the all-candidates path (rounds=0) against a plain scan."""
+    rows = np.array(sorted(row_set), dtype=np.int64)
+    after = np.array([a for a, _, _ in queries], dtype=np.int64)
+    limit = np.array([lim for _, lim, _ in queries], dtype=np.int64)
+    modulus = np.array([m for _, _, m in queries], dtype=np.int64)
+
+    def accept(q: np.ndarray, r: np.ndarray) -> np.ndarray:
+        return np.asarray(r % modulus[q] == 0)
+
+    got = first_after(rows, after, limit, accept, rounds=rounds).tolist()
+    for k, (a, lim, m) in enumerate(queries):
+        hits = [r for r in sorted(row_set) if a < r < lim and r % m == 0]
+        assert got[k] == (hits[0] if hits else -1)

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from analyzer.flows.tcp_seq import SeqInfo, first_index_per_group, last_index_per_group
+from analyzer.flows.tcp_seq import SeqInfo, first_after, first_row_per_group
 from analyzer.flows.tcp_streams import C2S, S2C, TcpPackets
 from analyzer.schema import TCP_ACK, TCP_RST, TCP_SYN
 
@@ -83,53 +83,51 @@ def analyze_handshake(packets: pd.DataFrame, tp: TcpPackets, si: SeqInfo) -> Han
     """Handshake facts of every connection block of ``tp``."""
     nb = tp.n_blocks
     flags = tp.flags
-    syn_bits = flags & (TCP_SYN | TCP_ACK)
-    pure_syn = syn_bits == TCP_SYN
-    syn_ack = syn_bits == (TCP_SYN | TCP_ACK)
-    c2s = tp.dir == C2S
-    s2c = tp.dir == S2C
     blk = tp.block
-    idx_all = np.arange(tp.n_packets, dtype=np.int64)
+    seq = tp.seq
+    ack = tp.ack
 
-    syn_idx = first_index_per_group(pure_syn & c2s, blk, nb)
-    server_syn_idx = first_index_per_group(pure_syn & s2c, blk, nb)
-    synack_idx = first_index_per_group(syn_ack & s2c, blk, nb)
-    client_synack_idx = first_index_per_group(syn_ack & c2s, blk, nb)
-    n_client_syn = np.bincount(blk[pure_syn & c2s], minlength=nb).astype(np.int64)
-    n_server_pkts = np.bincount(blk[s2c], minlength=nb).astype(np.int64)
+    # Everything but the final ACK is decided by the SYN rows, which are few.
+    syn_rows = np.flatnonzero((flags & TCP_SYN) != 0)
+    synack_bit = (flags[syn_rows] & TCP_ACK) != 0
+    c2s_bit = tp.dir[syn_rows] == C2S
+    client_syns = syn_rows[~synack_bit & c2s_bit]
+    syn_idx = first_row_per_group(client_syns, blk, nb)
+    server_syn_idx = first_row_per_group(syn_rows[~synack_bit & ~c2s_bit], blk, nb)
+    synack_idx = first_row_per_group(syn_rows[synack_bit & ~c2s_bit], blk, nb)
+    client_synack_idx = first_row_per_group(syn_rows[synack_bit & c2s_bit], blk, nb)
+    n_client_syn = np.bincount(blk[client_syns], minlength=nb)
+    n_server_pkts = si.gend[1::2] - si.gstart[1::2]
 
-    seq64 = tp.seq.astype(np.int64)
-    ack64 = tp.ack.astype(np.int64)
-    client_isn = np.where(syn_idx >= 0, seq64[np.maximum(syn_idx, 0)], -1) if nb else np.zeros(0, np.int64)
-    srv_syn_src = np.where(synack_idx >= 0, synack_idx, server_syn_idx)
-    server_isn = np.where(srv_syn_src >= 0, seq64[np.maximum(srv_syn_src, 0)], -1) if nb else client_isn
-    synack_ok = (
-        (synack_idx >= 0)
-        & (client_isn >= 0)
-        & (ack64[np.maximum(synack_idx, 0)] == ((client_isn + 1) & 0xFFFFFFFF))
-        if nb
-        else np.zeros(0, bool)
-    )
+    has_csyn = syn_idx >= 0
+    has_synack = synack_idx >= 0
+    client_isn = np.where(has_csyn, seq[syn_idx].astype(np.int64), -1)
+    srv_syn_src = np.where(has_synack, synack_idx, server_syn_idx)
+    server_isn = np.where(srv_syn_src >= 0, seq[srv_syn_src].astype(np.int64), -1)
+    synack_ok = has_synack & has_csyn & (ack[synack_idx] == ((client_isn + 1) & 0xFFFFFFFF))
 
     # The final ACK: a client segment after the SYN-ACK, not a SYN, whose ACK covers server ISN+1
     # and does not ACK beyond what the server ever sent (that would be a broken ACK).
-    want = (server_isn[blk] + 1) & 0xFFFFFFFF
-    server_top = (si.base[2 * blk + S2C] + si.top[2 * blk + S2C]) & 0xFFFFFFFF
-    if tp.n_packets:
-        covers = ((tp.ack - want.astype(np.uint32)).view(np.int32) >= 0) & (
-            (tp.ack - server_top.astype(np.uint32)).view(np.int32) <= 0
-        )
-    else:
-        covers = np.zeros(0, bool)
-    after_synack = (synack_idx[blk] >= 0) & (idx_all > synack_idx[blk])
-    final_ack = c2s & ((flags & TCP_ACK) != 0) & ((flags & TCP_SYN) == 0) & after_synack & covers
-    ack_idx = first_index_per_group(final_ack, blk, nb)
+    want = ((server_isn + 1) & 0xFFFFFFFF).astype(np.uint32)
+    server_top = ((si.base[1::2] + si.top[1::2]) & 0xFFFFFFFF).astype(np.uint32)
+    c2s_rows = si.dorder[: si.gend[-2]] if nb else si.dorder
 
-    first_srv_rst = first_index_per_group(s2c & ((flags & TCP_RST) != 0), blk, nb)
-    has_csyn = syn_idx >= 0
+    def final_ack(q: I64, r: I64) -> BOOL:
+        a = ack[r]
+        ok: BOOL = (
+            ((flags[r] & (TCP_ACK | TCP_SYN)) == TCP_ACK)
+            & ((a - want[q]).view(np.int32) >= 0)
+            & ((a - server_top[q]).view(np.int32) <= 0)
+        )
+        return ok
+
+    ack_idx = first_after(c2s_rows, synack_idx, np.where(has_synack, tp.ends, -1), final_ack)
+
+    rst_rows = np.flatnonzero((flags & TCP_RST) != 0)
+    first_srv_rst = first_row_per_group(rst_rows[tp.dir[rst_rows] == S2C], blk, nb)
     has_ssyn = server_syn_idx >= 0
-    has_any_synack = (synack_idx >= 0) | (client_synack_idx >= 0)
-    refused = has_csyn & (first_srv_rst >= 0) & ((synack_idx < 0) | (first_srv_rst < synack_idx))
+    has_any_synack = has_synack | (client_synack_idx >= 0)
+    refused = has_csyn & (first_srv_rst >= 0) & (~has_synack | (first_srv_rst < synack_idx))
     complete = has_csyn & synack_ok & (ack_idx >= 0)
 
     state = np.full(nb, PARTIAL, dtype=np.int64)
@@ -140,16 +138,16 @@ def analyze_handshake(packets: pd.DataFrame, tp: TcpPackets, si: SeqInfo) -> Han
     state[has_csyn & has_ssyn] = SIMULTANEOUS_OPEN
 
     # RTT: from the last client SYN before the SYN-ACK to the final ACK (Wireshark's iRTT).
-    before_synack = pure_syn & c2s & (idx_all < np.where(synack_idx[blk] >= 0, synack_idx[blk], 0))
-    last_syn = last_index_per_group(before_synack, blk, nb)
-    ok = complete & (last_syn >= 0)
+    last = np.searchsorted(client_syns, synack_idx) - 1
+    last_syn = client_syns[np.maximum(last, 0)] if len(client_syns) else np.zeros(nb, np.int64)
+    ok = complete & (last >= 0) & (last_syn >= tp.starts)
     rtt = np.full(nb, np.nan)
     rtt[ok] = (tp.ts_ns[ack_idx[ok]] - tp.ts_ns[last_syn[ok]]) / 1e6
 
     return HandshakeFacts(
         state=state,
-        client_isn=client_isn.astype(np.int64),
-        server_isn=server_isn.astype(np.int64),
+        client_isn=client_isn,
+        server_isn=server_isn,
         syn_retransmits=np.maximum(n_client_syn - 1, 0),
         rtt_ms=rtt,
         syn_idx=syn_idx,

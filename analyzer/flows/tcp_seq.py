@@ -14,6 +14,7 @@ running quantity is computed without sorting a million rows again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,12 +95,21 @@ def first_index_per_group(mask: BOOL, group_of: I64, n_groups: int) -> I64:
     Every group's elements must be contiguous in array order, as they are for packets (sorted by
     block) and for ``dorder`` positions (sorted by direction group).
     """
+    return first_row_per_group(np.flatnonzero(mask), group_of, n_groups)
+
+
+def first_row_per_group(rows: I64, group_of: I64, n_groups: int) -> I64:
+    """The first of the ascending ``rows`` in each group, -1 where none (groups as above).
+
+    ``group_of`` is indexed by row; selecting the few rows that matter (SYNs, FINs, RSTs) first
+    saves the passes over every packet that a mask would take.
+    """
     out = np.full(n_groups, -1, dtype=np.int64)
-    idx = np.flatnonzero(mask)
-    if len(idx):
-        g = group_of[idx]
-        first = np.r_[True, g[1:] != g[:-1]]
-        out[g[first]] = idx[first]
+    if len(rows):
+        g = group_of[rows]
+        first = np.ones(len(g), dtype=bool)
+        np.not_equal(g[1:], g[:-1], out=first[1:])
+        out[g[first]] = rows[first]
     return out
 
 
@@ -123,6 +133,51 @@ def reduce_per_group(ufunc: np.ufunc, values: I64, group_of: I64, n_groups: int,
     if len(values):
         starts = np.flatnonzero(np.r_[True, group_of[1:] != group_of[:-1]])
         out[group_of[starts]] = ufunc.reduceat(values, starts)
+    return out
+
+
+def first_after(
+    rows: I64,
+    after: I64,
+    limit: I64,
+    accept: Callable[[I64, I64], BOOL],
+    rounds: int = 3,
+) -> I64:
+    """Per query ``q``: the first of the ascending ``rows`` strictly between ``after[q]`` and
+    ``limit[q]`` for which ``accept(q_indices, rows)`` is true; -1 where none is.
+
+    The match is usually the first candidate or the next (the ACK right after a FIN), so a few
+    rounds try each open query's next candidate; the queries still open after that test all
+    their remaining candidates at once. No query costs more than its own candidates.
+    """
+    out = np.full(len(after), -1, dtype=np.int64)
+    q = np.flatnonzero(after < limit)
+    p = np.searchsorted(rows, after[q], "right")
+    nrows = len(rows)
+    open_ = p < nrows
+    q, p = q[open_], p[open_]
+    for _ in range(rounds):
+        r = rows[p]
+        inside = r < limit[q]
+        q, p, r = q[inside], p[inside], r[inside]
+        if len(q) == 0:
+            return out
+        ok = accept(q, r)
+        out[q[ok]] = r[ok]
+        p += 1
+        more = ~ok & (p < nrows)
+        q, p = q[more], p[more]
+    if len(q) == 0:
+        return out
+    counts = np.searchsorted(rows, limit[q], "left") - p
+    counts = np.maximum(counts, 0)
+    owner = np.repeat(np.arange(len(q), dtype=np.int64), counts)
+    first_pos = np.cumsum(counts) - counts
+    pos = np.arange(len(owner), dtype=np.int64) + np.repeat(p - first_pos, counts)
+    r = rows[pos]
+    hit = first_index_per_group(accept(q[owner], r), owner, len(q))
+    found = hit >= 0
+    out[q[found]] = r[hit[found]]
     return out
 
 
