@@ -181,6 +181,12 @@ def first_after(
     return out
 
 
+def direction_rows(si: SeqInfo) -> tuple[I64, I64]:
+    """(client->server packets, server->client packets), each ascending: the two halves of dorder."""
+    nc = int(si.gend[-2]) if len(si.gend) else 0
+    return si.dorder[:nc], si.dorder[nc:]
+
+
 def compute_seq(tp: TcpPackets) -> SeqInfo:
     """Relative sequence numbers of every packet of ``tp`` (rules: module docstring)."""
     n = tp.n_packets

@@ -44,7 +44,14 @@ import numpy.typing as npt
 import pandas as pd
 
 from analyzer.flows.tcp_handshake import HandshakeFacts
-from analyzer.flows.tcp_seq import SeqInfo, first_index_per_group, last_index_per_group, reduce_per_group
+from analyzer.flows.tcp_seq import (
+    SeqInfo,
+    direction_rows,
+    first_after,
+    first_row_per_group,
+    last_index_per_group,
+    reduce_per_group,
+)
 from analyzer.flows.tcp_streams import C2S, S2C, TcpPackets
 from analyzer.schema import TCP_ACK, TCP_FIN, TCP_RST
 
@@ -101,6 +108,25 @@ def _covers(ack: npt.NDArray[np.uint32], target: I64) -> BOOL:
     return (ack - (target & 0xFFFFFFFF).astype(np.uint32)).view(np.int32) >= 0
 
 
+def first_ack_covering(tp: TcpPackets, rows: I64, after: I64, target: I64, exclude: int = 0) -> I64:
+    """Per block: the first of ``rows`` (ascending) after packet ``after[b]`` (-1: none) in the
+    block, with the ACK flag and none of the ``exclude`` flags, whose ACK covers ``target[b]``."""
+    flags = tp.flags
+    ack = tp.ack
+    target32 = (target & 0xFFFFFFFF).astype(np.uint32)
+
+    def acks(q: I64, r: I64) -> BOOL:
+        flag_ok = (flags[r] & (TCP_ACK | exclude)) == TCP_ACK
+        ok: BOOL = flag_ok & ((ack[r] - target32[q]).view(np.int32) >= 0)
+        return ok
+
+    return first_after(rows, after, np.where(after >= 0, tp.ends, -1), acks)
+
+
+def _any_row(q: I64, r: I64) -> BOOL:
+    return np.ones(len(r), dtype=bool)
+
+
 def analyze_teardown(
     packets: pd.DataFrame,
     tp: TcpPackets,
@@ -115,29 +141,26 @@ def analyze_teardown(
     n = tp.n_packets
     blk = tp.block
     flags = tp.flags
-    has_ack = (flags & TCP_ACK) != 0
-    is_fin = (flags & TCP_FIN) != 0
-    is_rst = (flags & TCP_RST) != 0
-    idx_all = np.arange(n, dtype=np.int64)
+    ends = tp.ends
+    # FINs and RSTs are few: select them once; the searches for ACKs run over one direction's
+    # packets (a slice of dorder) from each FIN on.
+    fin_rows = np.flatnonzero((flags & TCP_FIN) != 0)
+    fin_dir = tp.dir[fin_rows]
+    rst_rows = np.flatnonzero((flags & TCP_RST) != 0)
+    dir_rows = direction_rows(si)
 
     fin_idx = np.full((2, nb), -1, dtype=np.int64)
     fin_ack_idx = np.full((2, nb), -1, dtype=np.int64)
     fin_next = np.zeros((2, nb), dtype=np.int64)
     for d in (C2S, S2C):
-        fi = first_index_per_group(is_fin & (tp.dir == d), blk, nb)
+        fi = first_row_per_group(fin_rows[fin_dir == d], blk, nb)
         fin_idx[d] = fi
-        have = fi >= 0
-        fi0 = np.maximum(fi, 0)
         # raw FIN + 1 = base + relative end of the FIN segment
-        fin_next[d] = (
-            np.where(have, (si.base[2 * np.arange(nb) + d] + si.end[fi0]) & 0xFFFFFFFF, 0) if nb else 0
-        )
-        peer = (tp.dir != d) & has_ack & (fi[blk] >= 0) & (idx_all > fi[blk])
-        cov = _covers(tp.ack, fin_next[d][blk]) if n else np.zeros(0, bool)
-        fin_ack_idx[d] = first_index_per_group(peer & cov, blk, nb)
+        fin_next[d] = np.where(fi >= 0, (si.base[d::2] + si.end[fi]) & 0xFFFFFFFF, 0)
+        fin_ack_idx[d] = first_ack_covering(tp, dir_rows[1 - d], fi, fin_next[d])
 
-    rst_idx = first_index_per_group(is_rst, blk, nb)
-    rst_dir = np.where(rst_idx >= 0, tp.dir[np.maximum(rst_idx, 0)].astype(np.int64), -1) if nb else rst_idx
+    rst_idx = first_row_per_group(rst_rows, blk, nb)
+    rst_dir = np.where(rst_idx >= 0, tp.dir[rst_idx].astype(np.int64), -1)
     both_fin = (fin_idx[0] >= 0) & (fin_idx[1] >= 0)
     any_fin = (fin_idx[0] >= 0) | (fin_idx[1] >= 0)
     first_fin = np.where(
@@ -159,8 +182,8 @@ def analyze_teardown(
     ack_of_a = fin_ack_idx[a, cols]
     fa0 = np.maximum(fin_a, 0)
     fb0 = np.maximum(fin_b, 0)
-    b_covers_a = has_ack[fb0] & _covers(tp.ack[fb0], next_a) if nb else np.zeros(0, bool)
-    a_covers_b = has_ack[fa0] & _covers(tp.ack[fa0], next_b) if nb else np.zeros(0, bool)
+    b_covers_a = ((flags[fb0] & TCP_ACK) != 0) & _covers(tp.ack[fb0], next_a)
+    a_covers_b = ((flags[fa0] & TCP_ACK) != 0) & _covers(tp.ack[fa0], next_b)
     simultaneous = both_fin & ~b_covers_a & ~a_covers_b
     three_way = both_fin & ~simultaneous & (ack_of_a == fin_b)
 
@@ -203,7 +226,7 @@ def analyze_teardown(
         side_until_ns[d][ok] = tp.ts_ns[sidx[ok]] + two_msl_ns
 
     fin_reacked = np.zeros(nb, dtype=bool)
-    _fin_reacks(tp, holder, fin_next, side_start_idx, side_until_ns, two_msl_ns, fin_reacked)
+    _fin_reacks(tp, fin_rows, holder, fin_next, side_start_idx, side_until_ns, two_msl_ns, fin_reacked)
 
     has_side = side_start_idx >= 0
     big = np.iinfo(np.int64).max
@@ -225,8 +248,7 @@ def analyze_teardown(
     )
 
     # A RST after TIME_WAIT began and before it would expire (RFC 1337).
-    after_start = is_rst & (tw_start_idx[blk] >= 0) & (idx_all > tw_start_idx[blk])
-    rst_tw = first_index_per_group(after_start, blk, nb)
+    rst_tw = first_after(rst_rows, tw_start_idx, np.where(has_tw, ends, -1), _any_row)
     rst_in_tw = (rst_tw >= 0) & (tp.ts_ns[np.maximum(rst_tw, 0)] < until_ns) if nb else np.zeros(0, bool)
 
     reused_by, reuse_ts, ok6191, by6191 = _reuse(packets, tp, si, hs, np.where(has_tw, until_ns, -1), holder)
@@ -268,17 +290,19 @@ def _bytes_after(
     out = np.zeros(nb, dtype=np.int64)
     if nb == 0:
         return out
-    blk = tp.block
-    passive = 1 - first_fin[blk]
     cols = np.arange(nb)
     ff = fin_idx[np.maximum(first_fin, 0), cols]
-    idx_all = np.arange(tp.n_packets, dtype=np.int64)
-    sel = is_data & (first_fin[blk] >= 0) & (tp.dir == passive)
-    ends = si.data_start + tp.plen
+    # the passive side's data segments (only data rows can count)
+    rows = np.flatnonzero(is_data)
+    b = tp.block[rows]
+    ffb = first_fin[b]
+    passive = (ffb >= 0) & (tp.dir[rows] == 1 - ffb)
+    rows, b = rows[passive], b[passive]
+    ends = si.data_start[rows] + tp.plen[rows]
     low = np.iinfo(np.int64).min
-    early = sel & (idx_all < ff[blk])
-    before_max = reduce_per_group(np.maximum, ends[early], blk[early], nb, low)
-    all_max = reduce_per_group(np.maximum, ends[sel], blk[sel], nb, low)
+    early = rows < ff[b]
+    before_max = reduce_per_group(np.maximum, ends[early], b[early], nb, low)
+    all_max = reduce_per_group(np.maximum, ends, b, nb, low)
     passive_group = 2 * cols + (1 - np.maximum(first_fin, 0))
     floor = np.where(before_max == low, origin[passive_group], before_max)
     has = all_max != low
@@ -288,6 +312,7 @@ def _bytes_after(
 
 def _fin_reacks(
     tp: TcpPackets,
+    fin_rows: I64,
     holder: I64,
     fin_next: I64,
     side_start_idx: I64,
@@ -296,8 +321,7 @@ def _fin_reacks(
     fin_reacked: BOOL,
 ) -> None:
     """Find retransmitted peer FINs re-ACKed during TIME_WAIT; extend ``side_until_ns`` in place."""
-    is_fin = (tp.flags & TCP_FIN) != 0
-    fin_count = np.bincount(tp.block[is_fin] * 2 + tp.dir[is_fin], minlength=2 * tp.n_blocks)
+    fin_count = np.bincount(tp.block[fin_rows] * 2 + tp.dir[fin_rows], minlength=2 * tp.n_blocks)
     multi = (fin_count[0::2] > 1) | (fin_count[1::2] > 1)
     cand = np.flatnonzero(multi & (holder != H_NONE))
     for b in cand.tolist():
@@ -361,16 +385,23 @@ def _reuse(
     d_old = np.where(syn_src_is_new_client == same_client, C2S, S2C).astype(np.int64)
     g_old = 2 * cand + d_old
 
-    # Timestamps: the last TSval the endpoint sent in the old connection.
+    # Timestamps: the last TSval the endpoint sent in the old connection (looked up only where
+    # the new SYN carries timestamps, over the packets of those old directions).
     opt_ts = packets["opt_ts"].to_numpy()
     tsval = packets["opt_tsval"].to_numpy()
-    rows_d = tp.row[si.dorder]
-    has_ts_d = opt_ts[rows_d].astype(bool)
-    last_ts_pos = last_index_per_group(has_ts_d, si.group[si.dorder], 2 * nb)[g_old]
     syn_rows = tp.row[syn]
     syn_has_ts = opt_ts[syn_rows].astype(bool)
-    use_ts = syn_has_ts & (last_ts_pos >= 0)
-    old_ts = np.where(use_ts, tsval[rows_d[np.maximum(last_ts_pos, 0)]].astype(np.int64), 0)
+    need = np.flatnonzero(syn_has_ts)
+    lo = si.gstart[g_old[need]]
+    counts = si.gend[g_old[need]] - lo
+    owner = np.repeat(np.arange(len(need), dtype=np.int64), counts)
+    pos = np.arange(len(owner), dtype=np.int64) + np.repeat(lo - (np.cumsum(counts) - counts), counts)
+    ts_rows = tp.row[si.dorder[pos]]
+    last = last_index_per_group(opt_ts[ts_rows].astype(bool), owner, len(need))
+    old_ts_row = np.full(len(cand), -1, dtype=np.int64)
+    old_ts_row[need] = np.where(last >= 0, ts_rows[last], -1)
+    use_ts = old_ts_row >= 0
+    old_ts = np.where(use_ts, tsval[old_ts_row].astype(np.int64), 0)
     ts_step = (tsval[syn_rows].astype(np.int64) - old_ts) & 0xFFFFFFFF
     ts_ok = (ts_step > 0) & (ts_step < 0x80000000)
 
@@ -379,6 +410,6 @@ def _reuse(
     isn_step = (tp.seq[syn].astype(np.int64) - top) & 0xFFFFFFFF
     isn_ok = isn_step < 0x80000000
 
-    ok[cand] = np.where(use_ts, ts_ok, isn_ok).astype(object)
-    by[cand] = np.where(use_ts, "timestamp", "isn").astype(object)
+    ok[cand] = np.array([False, True], dtype=object)[np.where(use_ts, ts_ok, isn_ok).astype(np.int64)]
+    by[cand] = np.array(["isn", "timestamp"], dtype=object)[use_ts.astype(np.int64)]
     return reused_by, reuse_ts, ok, by
