@@ -11,38 +11,50 @@ makes of ``TcpFlows.records`` (tests compare the two).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 import pandas as pd
 
-from analyzer.flows.tcp import DIRECTIONS, TcpFacts, _side_options, rst_by_side
+from analyzer.flows.tcp import DIRECTIONS, TcpFacts, TimelineEntries, _side_options, rst_by_side
 from analyzer.flows.tcp_handshake import HANDSHAKE_STATES
 from analyzer.flows.tcp_interop import completeness_label
 from analyzer.flows.tcp_teardown import H_NONE, HOLDERS, TEARDOWN_KINDS
 
 OBJ = npt.NDArray[np.object_]
 I64 = npt.NDArray[np.int64]
+
+try:  # optional C helper (setup.py); without it records are made with ``%`` formatting
+    from analyzer.flows import _fill  # type: ignore[attr-defined]
+except ImportError:
+    _fill = None
+
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 RECORD_SEPARATOR = b",\n    "
 MAX_LOW = 4096  # distinct values up to which a column is laid out as codes into shared fragments
 
 
 class _Ints:
-    """A column of plain integers, formatted by ``%d`` (what orjson writes for an int)."""
+    """A column of plain integers, formatted as decimals (what orjson writes for an int)."""
 
     def __init__(self, values: npt.NDArray[np.integer[Any]]) -> None:
-        self.values: OBJ = values.astype(np.int64).astype(object)
+        self.ints: I64 = np.ascontiguousarray(values, dtype=np.int64)
+
+    @property
+    def values(self) -> OBJ:
+        out: OBJ = self.ints.astype(object)
+        return out
 
 
 class _Low:
     """A column with few distinct fragments: ``frags[codes[i]]`` is row ``i``'s."""
 
     def __init__(self, codes: npt.NDArray[np.integer[Any]], frags: list[bytes]) -> None:
-        self.codes: I64 = codes.astype(np.int64)
+        self.codes: I64 = np.ascontiguousarray(codes, dtype=np.int64)
         self.frags = frags
 
     @property
@@ -53,37 +65,92 @@ class _Low:
         return out
 
 
+class _Blob:
+    """A column of distinct fragments, all in one bytes object: row ``i`` is
+    ``blob[starts[i]:ends[i]]``.
+
+    One buffer instead of a bytes object per row: the filler reads each record's fragments
+    from a few sequential buffers instead of chasing ~40 scattered objects (cache misses cost
+    more than the copying).
+    """
+
+    def __init__(self, blob: bytes, starts: I64, ends: I64) -> None:
+        self.blob, self.starts, self.ends = blob, starts, ends
+
+    @classmethod
+    def split(cls, blob: bytes, sep: bytes, count: int) -> Self:
+        """``blob.split(sep)`` as a blob (``count`` pieces expected; ``sep`` 1 to 3 bytes)."""
+        if count == 0:
+            return cls(b"", np.zeros(0, np.int64), np.zeros(0, np.int64))
+        raw = np.frombuffer(blob, dtype=np.uint8)
+        hit = raw[: len(raw) - len(sep) + 1] == sep[0]
+        for k in range(1, len(sep)):
+            hit &= raw[k : len(raw) - len(sep) + 1 + k] == sep[k]
+        at = np.flatnonzero(hit)
+        if len(at) != count - 1:
+            raise ValueError(f"expected {count - 1} separators {sep!r}, found {len(at)}")
+        starts = np.r_[0, at + len(sep)].astype(np.int64)
+        ends = np.r_[at, len(blob)].astype(np.int64)
+        return cls(blob, starts, ends)
+
+    @classmethod
+    def join(cls, fragments: list[bytes]) -> Self:
+        """The fragments as a blob."""
+        lengths = np.fromiter(map(len, fragments), dtype=np.int64, count=len(fragments))
+        ends = np.cumsum(lengths)
+        return cls(b"".join(fragments), ends - lengths, ends)
+
+    def with_null(self, rows: npt.NDArray[np.bool_]) -> _Blob:
+        """The same column with ``null`` at ``rows``."""
+        if not rows.any():
+            return self
+        n = len(self.blob)
+        return _Blob(self.blob + b"null", np.where(rows, n, self.starts), np.where(rows, n + 4, self.ends))
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @property
+    def values(self) -> OBJ:
+        out = np.empty(len(self), dtype=object)
+        b = self.blob
+        out[:] = [b[s:e] for s, e in zip(self.starts.tolist(), self.ends.tolist(), strict=True)]
+        return out
+
+
 # A record template: literal bytes and columns (one value per block).
-_Piece = bytes | OBJ | _Ints | _Low
+_Piece = bytes | _Blob | _Ints | _Low
 
 
-def _numbers(values: Sequence[Any]) -> OBJ:
+def _numbers(values: Sequence[Any]) -> _Blob:
     """Fragments of numbers, booleans and None (NaN -> null): one orjson call for the column.
 
-    Their JSON never contains a comma, so the serialized list splits into the fragments.
+    Their JSON never contains a comma, so the serialized list splits at its commas.
     """
-    out = np.empty(len(values), dtype=object)
-    if len(values):
-        out[:] = orjson.dumps(values, option=_OPTIONS)[1:-1].split(b",")
-    return out
+    return _Blob.split(orjson.dumps(values, option=_OPTIONS)[1:-1], b",", len(values))
 
 
-def _strings(values: Sequence[str | None]) -> OBJ:
+def _strings(values: Sequence[str | None]) -> _Blob:
     """Fragments of strings (or None): one orjson call for the column.
 
-    An encoded string never holds a raw NUL (orjson escapes it), and ``","`` only occurs between
-    two strings (a quote inside a string is escaped), so the boundaries can be marked and split
-    in C. None goes in as a NUL string and comes back as ``null``.
+    ``","`` only occurs between two encoded strings (a quote inside a string is escaped), so
+    the list splits there. None goes in as a NUL string and comes back as ``null``.
     """
-    out = np.empty(len(values), dtype=object)
-    if len(values):
-        nulls = list(values).count(None)  # compared in C; most columns have none
-        strings = [_NUL if v is None else v for v in values] if nulls else values
-        encoded = orjson.dumps(strings)[1:-1]
-        out[:] = encoded.replace(b'","', b'"\x00"').split(b"\x00")
-        if nulls:
-            out[[v is None for v in values]] = b"null"
-    return out
+    nulls = list(values).count(None)  # compared in C; most columns have none
+    strings = [_NUL if v is None else v for v in values] if nulls else values
+    try:
+        blob = _Blob.split(orjson.dumps(strings)[1:-1], b'","', len(values))
+    except ValueError:
+        # A string that is "," or ends with '",' puts '","' inside its own encoding: one more
+        # match than boundaries. Rare (a preview), so then each string is encoded on its own.
+        blob = _Blob.join([orjson.dumps(v) for v in strings])
+    else:
+        if len(values):  # the split cut the quotes at each boundary: put them back
+            blob.starts[1:] -= 1
+            blob.ends[:-1] += 1
+    if nulls:
+        blob = blob.with_null(np.fromiter((v is None for v in values), dtype=bool, count=len(values)))
+    return blob
 
 
 _NUL = "\x00"
@@ -129,10 +196,8 @@ def _bools_or_null(values: npt.NDArray[np.bool_], missing: npt.NDArray[np.bool_]
     return _Low(np.where(missing, 2, values.astype(np.int64)), [b"false", b"true", b"null"])
 
 
-def _or_null(values: npt.NDArray[Any], missing: npt.NDArray[np.bool_]) -> OBJ:
-    out = _numbers(values.tolist())
-    out[missing] = b"null"
-    return out
+def _or_null(values: npt.NDArray[Any], missing: npt.NDArray[np.bool_]) -> _Blob:
+    return _numbers(values.tolist()).with_null(missing)
 
 
 def _template(f: TcpFacts) -> tuple[list[_Piece], list[_Piece]]:
@@ -217,7 +282,7 @@ def _template(f: TcpFacts) -> tuple[list[_Piece], list[_Piece]]:
         b',"anomalies":', _low_values([a or _NO_ANOMALIES for a in f.anomalies], by_id=True),
         b"}",
     ]  # fmt: skip
-    assert all(len(p) == nb for p in head + tail if isinstance(p, np.ndarray))
+    assert all(len(p) == nb for p in head + tail if isinstance(p, _Blob))
     return head, tail
 
 
@@ -271,23 +336,68 @@ def _combine(run: list[bytes | _Low]) -> _Low:
     return _Low(inverse.ravel(), frags)
 
 
-def _format(pieces: list[_Piece]) -> tuple[bytes, list[OBJ]]:
-    """A ``%`` template of the pieces (literals escaped) and its argument columns."""
-    template = b""
-    columns: list[OBJ] = []
-    for p in _collapse(pieces):
+# A record laid out as literal parts around columns: parts[0] col[0] parts[1] ... parts[-1].
+# A column is per block (indexed by block number), or a ``_Local`` of one pattern group.
+class _Local(_Blob):
+    """Fragments for the blocks of one pattern group, in the group's order."""
+
+
+_Column = _Ints | _Low | _Blob
+
+
+def _layout(pieces: Sequence[_Piece]) -> tuple[list[bytes], list[_Column]]:
+    """The pieces as literal parts (adjacent literals merged) and the columns between them."""
+    parts = [b""]
+    columns: list[_Column] = []
+    for p in pieces:
         if isinstance(p, bytes):
-            template += p.replace(b"%", b"%%")
-        elif isinstance(p, _Ints):
-            template += b"%d"
-            columns.append(p.values)
-        elif isinstance(p, _Low):
-            template += b"%b"
-            columns.append(p.values)
+            parts[-1] += p
         else:
-            template += b"%b"
             columns.append(p)
-    return template, columns
+            parts.append(b"")
+    return parts, columns
+
+
+def _fill_c(parts: list[bytes], columns: list[_Column], blocks: I64) -> list[bytes]:
+    """The records of ``blocks`` (one pattern group) through the C filler."""
+    assert _fill is not None
+    modes = bytearray()
+    args: list[object] = []
+    for c in columns:
+        if isinstance(c, _Ints):
+            modes += b"d"
+            args.append(c.ints)
+        elif isinstance(c, _Low):
+            modes += b"c"
+            args.append((c.frags, c.codes))
+        else:
+            modes += b"B" if isinstance(c, _Local) else b"b"
+            args.append((c.blob, c.starts, c.ends))
+    out: list[bytes] = _fill.fill(parts, args, bytes(modes), np.ascontiguousarray(blocks, dtype=np.int64))
+    return out
+
+
+def _fill_percent(parts: list[bytes], columns: list[_Column], blocks: I64) -> list[bytes]:
+    """The records of ``blocks`` by ``%`` formatting (what ``_fill_c`` does, without the C helper)."""
+    holes = [b"%d" if isinstance(c, _Ints) else b"%b" for c in columns]
+    template = parts[0].replace(b"%", b"%%") + b"".join(
+        hole + part.replace(b"%", b"%%") for hole, part in zip(holes, parts[1:], strict=True)
+    )
+    if not columns:
+        return [parts[0]] * len(blocks)
+    rows = zip(*[_values(c, blocks) for c in columns], strict=True)
+    return [template % row for row in rows]
+
+
+def _values(column: _Column, blocks: I64) -> list[Any]:
+    if isinstance(column, _Local):
+        return column.values.tolist()  # type: ignore[no-any-return]
+    if isinstance(column, _Ints):
+        return column.ints[blocks].tolist()  # type: ignore[no-any-return]
+    if isinstance(column, _Low):
+        return [column.frags[k] for k in column.codes[blocks].tolist()]
+    b = column.blob
+    return [b[s:e] for s, e in zip(column.starts[blocks].tolist(), column.ends[blocks].tolist(), strict=True)]
 
 
 def record_chunks(f: TcpFacts, records_per_chunk: int = 8192) -> Iterator[bytes]:
@@ -310,10 +420,11 @@ def record_texts(f: TcpFacts, records_per_chunk: int = 8192) -> Iterator[tuple[I
     if nb == 0:
         return
     head, tail = _template(f)
-    head_t, head_cols = _format(head)
-    tail_t, tail_cols = _format(tail)
+    head, tail = _collapse(head), _collapse(tail)
     tl = f.timelines
-    templates: dict[int, bytes] = {}
+    use_c = _fill is not None and os.environ.get("ANALYZER_PURE_PYTHON") != "1"
+    fill = _fill_c if use_c else _fill_percent
+    states: dict[int, list[bytes | int]] = {}  # per pattern: literals and entry numbers
     # Chunk by chunk (in id order), so only one chunk of text is held at a time.
     for r0 in range(0, nb, records_per_chunk):
         chunk = f.order[r0 : r0 + records_per_chunk]
@@ -324,31 +435,40 @@ def record_texts(f: TcpFacts, records_per_chunk: int = 8192) -> Iterator[tuple[I
             blocks = chunk[local]
             b0 = int(blocks[0])
             length = int(tl.lengths[b0])
-            template = templates.get(int(tl.pattern[b0]))
-            if template is None:
-                start, n_client = int(tl.start[b0]), int(tl.n_client[b0])
-                names = tl.names[start : start + length].tolist()
-                entries = [b"[" + orjson.dumps(name).replace(b"%", b"%%") + b",%b]" for name in names]
-                states = b",".join(entries[:n_client]) + b'],"server":[' + b",".join(entries[n_client:])
-                template = templates[int(tl.pattern[b0])] = head_t + states + tail_t
+            layout = states.get(int(tl.pattern[b0]))
+            if layout is None:
+                layout = states[int(tl.pattern[b0])] = _states_layout(tl, b0)
             # One "ts,frame" column per event of the pattern; entries at one event share it.
             first = tl.start[blocks]
-            by_event: dict[int, list[bytes]] = {}
-            entry_cols: list[list[bytes]] = []
+            by_event: dict[int, _Local] = {}
+            entry_cols: list[_Local] = []
             for j, event in enumerate(tl.source[int(first[0]) : int(first[0]) + length].tolist()):
                 col = by_event.get(event)
                 if col is None:
                     pairs = zip(tl.ts[first + j].tolist(), tl.frame[first + j].tolist(), strict=True)
-                    col = by_event[event] = orjson.dumps(list(pairs))[2:-2].split(b"],[")
+                    text = orjson.dumps(list(pairs))[2:-2]
+                    col = by_event[event] = _Local.split(text, b"],[", len(blocks))
                 entry_cols.append(col)
-            rows = zip(
-                *[c[blocks].tolist() for c in head_cols],
-                *entry_cols,
-                *[c[blocks].tolist() for c in tail_cols],
-                strict=True,
-            )
-            out[local] = [template % row for row in rows]
+            pieces = [*head, *(p if isinstance(p, bytes) else entry_cols[p] for p in layout), *tail]
+            parts, columns = _layout(pieces)
+            out[local] = fill(parts, columns, blocks)
         yield f.tp.conn_id[chunk], out.tolist()
+
+
+def _states_layout(tl: TimelineEntries, block: int) -> list[bytes | int]:
+    """The ``states`` value of a pattern: literals, and entry numbers where its columns go."""
+    start, n_client = int(tl.start[block]), int(tl.n_client[block])
+    names = tl.names[start : start + int(tl.lengths[block])].tolist()
+    out: list[bytes | int] = []
+    for j, name in enumerate(names):
+        if j == n_client:
+            out.append(b'],"server":[')
+        elif j:
+            out.append(b",")
+        out += [b"[" + orjson.dumps(name) + b",", j, b"]"]
+    if n_client == len(names):
+        out.append(b'],"server":[')
+    return out
 
 
 __all__ = ["DIRECTIONS", "RECORD_SEPARATOR", "record_chunks", "record_texts"]
