@@ -165,21 +165,24 @@ def analyze(
     from analyzer.flows.tcp_parallel import start_tcp
     from analyzer.flows.udp import analyze_udp
 
-    capture = capture_info(path, packets)
     with CaptureBytes(Path(path)) as payloads, gc_paused():
-        # The UDP analysis runs here while the TCP workers run; the caller's TCP share is
-        # smaller by about as many packets as UDP has.
+        # The capture facts and the UDP analysis run here while the TCP workers run; the
+        # caller's TCP share is smaller by about as many packets as UDP has.
         not_tcp = int((packets["proto"] != "tcp").sum())
         job = start_tcp(packets, payloads, msl=msl, workers=workers, reserve=not_tcp)
-        udp = analyze_udp(packets, payloads)
-        tcp = job.result()
+        try:
+            capture = capture_info(path, packets)
+            udp = analyze_udp(packets, payloads)
+            tcp = job.result()
+        finally:
+            job.close()
     return Analysis(
         capture=capture,
         packets=packets,
         tcp=tcp.table,
         udp=udp.table,
         tcp_records=LazyRecords(len(tcp.table), lambda: tcp.records, tcp.json_chunks),
-        udp_records=udp.records,
+        udp_records=LazyRecords(len(udp.table), lambda: udp.records, udp.json_chunks),
         msl=float(msl),
         engine=engine,
     )

@@ -150,3 +150,31 @@ def test_exit_now_runs_atexit_and_flushes() -> None:
     for arg, status, err in (("3", 3, ""), ("None", 0, ""), ("'stopped'", 1, "stopped")):
         out = subprocess.run([sys.executable, "-c", code.format(arg)], capture_output=True, text=True)
         assert (out.returncode, out.stdout, out.stderr.strip()) == (status, "xbye\n", err)
+
+
+@needs_fork
+def test_an_error_in_the_caller_leaves_no_worker_behind(
+    bench_capture: Path, small_shares: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from analyzer.flows import udp
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("udp failed")
+
+    started: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            started.append(pid)
+        return pid
+
+    monkeypatch.setattr(udp, "analyze_udp", broken)
+    monkeypatch.setattr(os, "fork", fork)
+    with pytest.raises(RuntimeError, match="udp failed"):
+        analyze(bench_capture, jobs=3)
+    assert len(started) == 2
+    for pid in started:  # reaped: no longer our child
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)

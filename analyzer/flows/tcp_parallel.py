@@ -21,8 +21,10 @@ analyzed again in the caller, with a warning.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import signal
 import sys
 import tempfile
 import threading
@@ -69,6 +71,17 @@ class TcpJob:
         for k, (pid, fh) in enumerate(zip(self.pids, self.files, strict=True), start=1):
             shares.append(self._collect(k, pid, fh))
         return _merge(shares)
+
+    def close(self) -> None:
+        """Stop and reap the workers not collected yet (after an error in the caller)."""
+        for pid, fh in zip(self.pids, self.files, strict=True):
+            if fh.closed:  # collected
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            fh.close()
 
     def _analyze(self, k: int) -> _Share:
         sub = self.tp.blocks(self.cuts[k], self.cuts[k + 1])
