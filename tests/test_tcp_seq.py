@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyzer.flows.tcp_seq import (
     NONE,
+    factorize_runs,
     first_after,
     first_index_per_group,
     first_row_per_group,
@@ -94,3 +96,17 @@ def test_first_after(row_set: set[int], queries: list[tuple[int, int, int]], rou
     for k, (a, lim, m) in enumerate(queries):
         hits = [r for r in sorted(row_set) if a < r < lim and r % m == 0]
         assert got[k] == (hits[0] if hits else -1)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.lists(st.integers(0, 6), max_size=8), max_size=12), st.sampled_from([3, 21]))
+def test_factorize_runs(runs: list[list[int]], bits: int) -> None:
+    """Codes as pd.factorize gives them for the runs as strings; bits=21 packs only 3 symbols per
+    key, so longer runs take the bytes path."""
+    symbols = np.array([v for run in runs for v in run], dtype=np.int64)
+    lengths = np.array([len(run) for run in runs], dtype=np.int64)
+    starts = np.cumsum(lengths) - lengths
+    codes, first = factorize_runs(symbols, starts, lengths, bits)
+    expected, _ = pd.factorize(pd.Series([",".join(map(str, run)) for run in runs], dtype=object))
+    assert codes.tolist() == list(expected)
+    assert first.tolist() == [list(expected).index(c) for c in range(len(first))]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from analyzer.flows.tcp_streams import TcpPackets
 from analyzer.schema import TCP_FIN, TCP_RST, TCP_SYN
@@ -167,10 +168,14 @@ def first_after(
         p += 1
         more = ~ok & (p < nrows)
         q, p = q[more], p[more]
-    if len(q) == 0:
-        return out
-    counts = np.searchsorted(rows, limit[q], "left") - p
-    counts = np.maximum(counts, 0)
+    if len(q):
+        _scan_rest(rows, q, p, np.searchsorted(rows, limit[q], "left"), accept, out)
+    return out
+
+
+def _scan_rest(rows: I64, q: I64, p: I64, stop: I64, accept: Callable[[I64, I64], BOOL], out: I64) -> None:
+    """Test every candidate ``rows[p[i]:stop[i]]`` of the open queries ``q`` at once."""
+    counts = np.maximum(stop - p, 0)
     owner = np.repeat(np.arange(len(q), dtype=np.int64), counts)
     first_pos = np.cumsum(counts) - counts
     pos = np.arange(len(owner), dtype=np.int64) + np.repeat(p - first_pos, counts)
@@ -178,7 +183,45 @@ def first_after(
     hit = first_index_per_group(accept(q[owner], r), owner, len(q))
     found = hit >= 0
     out[q[found]] = r[hit[found]]
-    return out
+
+
+def factorize_runs(symbols: I64, run_start: I64, run_len: I64, bits: int) -> tuple[I64, I64]:
+    """Number the distinct symbol sequences ``symbols[run_start[i] : run_start[i] + run_len[i]]``.
+
+    The runs tile ``symbols`` in order (run i + 1 starts where run i ends). Returns (code per run,
+    first run of each code), codes numbered in order of first appearance like ``pd.factorize``
+    on the runs as strings. Symbols must lie in ``0 .. 2**bits - 2``.
+
+    A connection's events, history letters, ... are such runs, and few distinct ones exist: a
+    run of up to ``63 // bits`` symbols is packed into one int64 (symbol + 1 per ``bits`` bits,
+    so runs of different lengths differ); longer runs, which are rare, are compared as bytes.
+    """
+    nr = len(run_start)
+    per = 63 // bits
+    keys = np.zeros(nr, dtype=np.int64)
+    if len(symbols):
+        k = np.arange(len(symbols), dtype=np.int64) - np.repeat(run_start, run_len)
+        k *= bits
+        packed = symbols + 1
+        packed <<= np.minimum(k, 63)
+        packed[k >= per * bits] = 0
+        nonempty = run_len > 0
+        keys[nonempty] = np.bitwise_or.reduceat(packed, run_start[nonempty])
+        long_runs = np.flatnonzero(run_len > per)
+        if len(long_runs):
+            raw = symbols.astype(np.uint8).tobytes()
+            texts = [
+                raw[a : a + m]
+                for a, m in zip(run_start[long_runs].tolist(), run_len[long_runs].tolist(), strict=True)
+            ]
+            codes_long, _ = pd.factorize(pd.Series(texts, dtype=object), sort=False)
+            keys[long_runs] = -1 - np.asarray(codes_long, dtype=np.int64)
+    codes = np.asarray(pd.factorize(keys, sort=False)[0], dtype=np.int64)
+    # codes appear in increasing order: a run opens a new code where it beats all earlier ones
+    seen = np.maximum.accumulate(codes)
+    first = np.ones(nr, dtype=bool)
+    np.greater(codes[1:], seen[:-1], out=first[1:])
+    return codes, np.flatnonzero(first)
 
 
 def direction_rows(si: SeqInfo) -> tuple[I64, I64]:

@@ -27,12 +27,11 @@ from enum import IntEnum
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from analyzer.flows.tcp_handshake import SIMULTANEOUS_OPEN, HandshakeFacts
-from analyzer.flows.tcp_seq import SeqInfo, first_index_per_group
+from analyzer.flows.tcp_seq import SeqInfo, direction_rows, factorize_runs, first_row_per_group
 from analyzer.flows.tcp_streams import C2S, S2C, TcpPackets
-from analyzer.flows.tcp_teardown import TeardownFacts, _covers
+from analyzer.flows.tcp_teardown import TeardownFacts, _covers, first_ack_covering
 from analyzer.schema import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
 
 I64 = npt.NDArray[np.int64]
@@ -301,82 +300,73 @@ def select_events(
     n = tp.n_packets
     blk = tp.block
     flags = tp.flags
-    idx_all = np.arange(n, dtype=np.int64)
-    syn_bits = flags & (TCP_SYN | TCP_ACK)
-    pure_syn = syn_bits == TCP_SYN
-    syn_ack = syn_bits == (TCP_SYN | TCP_ACK)
-    is_fin = (flags & TCP_FIN) != 0
-    is_rst = (flags & TCP_RST) != 0
-    parts_idx: list[I64] = []
-    parts_code: list[I64] = []
+    # Only SYN, FIN, RST and data rows carry events (plus one ACK per handshake or FIN): select
+    # those rows once instead of masking every packet.
+    syn_rows = np.flatnonzero((flags & TCP_SYN) != 0)
+    fins = np.flatnonzero((flags & TCP_FIN) != 0)
+    rst_rows = np.flatnonzero((flags & TCP_RST) != 0)
+    data_rows = np.flatnonzero(is_data)
+    parts: list[I64] = []
 
-    def add(mask_or_idx: BOOL | I64, code: int) -> None:
-        """Events of ``code`` at a boolean mask's packets, or at packet indices (-1 = none)."""
-        if mask_or_idx.dtype == bool:
-            idx = np.flatnonzero(mask_or_idx).astype(np.int64)
-        else:
-            idx = mask_or_idx[mask_or_idx >= 0].astype(np.int64)
-        parts_idx.append(idx)
-        parts_code.append(np.full(len(idx), code, dtype=np.int64))
+    def add(idx: I64, code: int) -> None:
+        """Events of ``code`` at packet indices ``idx`` (-1 = none); packed as index * 16 + code."""
+        parts.append(idx[idx >= 0] * 16 + code)
 
     # SYNs (pure); the two first SYNs of a simultaneous open get their own codes.
+    synack_bit = (flags[syn_rows] & TCP_ACK) != 0
+    pure = syn_rows[~synack_bit]
     sim_open = hs.state == SIMULTANEOUS_OPEN
     first_c = np.where(sim_open, hs.syn_idx, -1)
     first_s = np.where(sim_open, hs.server_syn_idx, -1)
-    special = np.zeros(n, dtype=bool)
-    special[first_c[first_c >= 0]] = True
-    special[first_s[first_s >= 0]] = True
-    add(pure_syn & ~special, int(Pk.SYN))
+    special = np.zeros(len(pure), dtype=bool)
+    for first in (first_c, first_s):
+        special[np.searchsorted(pure, first[first >= 0])] = True
+    add(pure[~special], int(Pk.SYN))
     sim_first = np.where(first_c >= 0, np.minimum(first_c, np.where(first_s >= 0, first_s, n)), -1)
     sim_second = np.where(first_c >= 0, np.maximum(first_c, first_s), -1)
     add(sim_first, int(Pk.SYN_SIM_FIRST))
     add(sim_second, int(Pk.SYN_SIM_SECOND))
 
     # SYN-ACKs: acceptable when they ack the receiver's ISN + 1.
-    if n:
-        peer_isn = np.where(tp.dir == C2S, hs.server_isn[blk], hs.client_isn[blk])
-        ok = (peer_isn >= 0) & (tp.ack.astype(np.int64) == ((peer_isn + 1) & 0xFFFFFFFF))
-    else:
-        ok = np.zeros(0, bool)
-    add(syn_ack & ok, int(Pk.SYNACK_OK))
-    add(syn_ack & ~ok, int(Pk.SYNACK_BAD))
+    sa = syn_rows[synack_bit]
+    sa_blk = blk[sa]
+    peer_isn = np.where(tp.dir[sa] == C2S, hs.server_isn[sa_blk], hs.client_isn[sa_blk])
+    ok = (peer_isn >= 0) & (tp.ack[sa] == ((peer_isn + 1) & 0xFFFFFFFF))
+    add(sa[ok], int(Pk.SYNACK_OK))
+    add(sa[~ok], int(Pk.SYNACK_BAD))
 
     # The ACK of the server's SYN-ACK (it completes the server's handshake).
-    ack_syn = hs.ack_idx.copy()
-    add(ack_syn, int(Pk.ACK_OF_SYN))
+    add(hs.ack_idx, int(Pk.ACK_OF_SYN))
 
-    # First non-FIN segment from the peer that ACKs each side's first FIN.
-    has_ack = (flags & TCP_ACK) != 0
+    # First non-FIN segment from the peer that ACKs each side's first FIN: the teardown found the
+    # first ACK of it, FIN or not; only where that was a FIN does the search go on.
+    dir_rows = direction_rows(si)
     for d in (C2S, S2C):
-        fi = td.fin_idx[d]
-        peer = (tp.dir != d) & has_ack & ~is_fin & (fi[blk] >= 0) & (idx_all > fi[blk])
-        cov = _covers(tp.ack, td.fin_next_raw[d][blk]) if n else np.zeros(0, bool)
-        add(first_index_per_group(peer & cov, blk, nb), int(Pk.ACK_OF_FIN))
+        fa = td.fin_ack_idx[d]
+        fin_acked_by_fin = (fa >= 0) & ((flags[fa] & TCP_FIN) != 0)
+        later = np.where(fin_acked_by_fin, fa, -1)
+        later = first_ack_covering(tp, dir_rows[1 - d], later, td.fin_next_raw[d], exclude=TCP_FIN)
+        add(np.where(fin_acked_by_fin, later, fa), int(Pk.ACK_OF_FIN))
 
     # First data of each side, and its first new data after its own FIN.
-    group = si.group
-    first_data = first_index_per_group(is_data[si.dorder], group[si.dorder], 2 * nb)
-    add(np.where(first_data >= 0, si.dorder[np.maximum(first_data, 0)], -1), int(Pk.DATA))
+    d_dir = tp.dir[data_rows]
+    d_blk = blk[data_rows]
+    own_fin_idx = td.fin_idx[d_dir, d_blk]
     fin_rel = np.full((2, nb), np.iinfo(np.int64).max, dtype=np.int64)
     for d in (C2S, S2C):
         fi = td.fin_idx[d]
         fin_rel[d][fi >= 0] = si.end[fi[fi >= 0]] - 1
-    # (computed on the data segments only: they are the only candidates)
-    dpos = np.flatnonzero(is_data[si.dorder])
-    if len(dpos):
-        dk = si.dorder[dpos]
-        d_dir = tp.dir[dk]
-        d_blk = blk[dk]
-        own_fin_idx = td.fin_idx[d_dir, d_blk]
-        late = (
-            (own_fin_idx >= 0)
-            & (dk > own_fin_idx)
-            & (si.data_start[dk] + tp.plen[dk] > fin_rel[d_dir, d_blk])
-        )
-        late_first = first_index_per_group(late, group[dk], 2 * nb)
-        late_idx = np.where(late_first >= 0, dk[np.maximum(late_first, 0)], -1)
-        first_data_idx = np.where(first_data >= 0, si.dorder[np.maximum(first_data, 0)], -2)
-        add(late_idx[(late_idx >= 0) & (late_idx != first_data_idx)], int(Pk.DATA))
+    late = (
+        (own_fin_idx >= 0)
+        & (data_rows > own_fin_idx)
+        & (si.data_start[data_rows] + tp.plen[data_rows] > fin_rel[d_dir, d_blk])
+    )
+    for d in (C2S, S2C):
+        side = d_dir == d
+        first_data = first_row_per_group(data_rows[side], blk, nb)
+        add(first_data, int(Pk.DATA))
+        late_idx = first_row_per_group(data_rows[side & late], blk, nb)
+        add(late_idx[late_idx != first_data], int(Pk.DATA))
 
     # FINs: crossing first FINs get the simultaneous codes; a FIN that ACKs the receiver's FIN
     # moves the receiver straight to TIME-WAIT/CLOSED.
@@ -385,13 +375,14 @@ def select_events(
     s_fin = td.fin_idx[S2C]
     sim_f1 = np.where(crossed, np.minimum(c_fin, s_fin), -1)
     sim_f2 = np.where(crossed, np.maximum(c_fin, s_fin), -1)
-    fins = np.flatnonzero(is_fin)
-    special = np.isin(fins, np.r_[sim_f1[sim_f1 >= 0], sim_f2[sim_f2 >= 0]])
+    special = np.zeros(len(fins), dtype=bool)
+    for sim in (sim_f1, sim_f2):
+        special[np.searchsorted(fins, sim[sim >= 0])] = True
     f_dir = tp.dir[fins]
     f_blk = blk[fins]
     recv_fin_idx = td.fin_idx[1 - f_dir, f_blk]
     acking = (
-        has_ack[fins]
+        ((flags[fins] & TCP_ACK) != 0)
         & (recv_fin_idx >= 0)
         & (recv_fin_idx < fins)
         & _covers(tp.ack[fins], td.fin_next_raw[1 - f_dir, f_blk])
@@ -401,12 +392,11 @@ def select_events(
     add(sim_f1, int(Pk.FIN_SIM_FIRST))
     add(sim_f2, int(Pk.FIN_SIM_SECOND))
 
-    add(is_rst, int(Pk.RST))
+    add(rst_rows, int(Pk.RST))
 
-    ev_idx = np.concatenate(parts_idx) if parts_idx else np.zeros(0, np.int64)
-    ev_code = np.concatenate(parts_code) if parts_code else np.zeros(0, np.int64)
-    order = np.argsort(ev_idx * 16 + ev_code, kind="stable")
-    return ev_idx[order], ev_code[order]
+    # (packet, code) pairs are distinct, so sorting the packed keys orders them
+    keys = np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+    return keys >> 4, keys & 15
 
 
 def run_states(
@@ -415,22 +405,15 @@ def run_states(
     """Run the machine once per distinct event string and map every block to its result."""
     nb = tp.n_blocks
     ev_pkt, ev_code = select_events(tp, si, hs, td, is_data)
-    ev_block = tp.block[ev_pkt]
-    counts = np.bincount(ev_block, minlength=nb).astype(np.int64)
-    ev_start = np.r_[0, np.cumsum(counts)[:-1]].astype(np.int64) if nb else np.zeros(0, np.int64)
-    symbols = (ev_code * 2 + tp.dir[ev_pkt].astype(np.int64) + 48).astype(np.uint8)
-    text = symbols.tobytes().decode("ascii")
-    starts = ev_start.tolist()
-    ends = (ev_start + counts).tolist()
-    keys = [text[a:b] for a, b in zip(starts, ends, strict=True)]
-    codes_idx, uniques = pd.factorize(pd.Series(keys, dtype=object), sort=False)
+    counts = np.bincount(tp.block[ev_pkt], minlength=nb)
+    ev_start = np.cumsum(counts) - counts
+    symbols = ev_code * 2 + tp.dir[ev_pkt]
+    pattern_of_block, first_block = factorize_runs(symbols, ev_start, counts, 5)
     results: list[PatternResult] = []
-    for key in uniques.tolist():
-        pairs = [((ord(ch) - 48) >> 1, (ord(ch) - 48) & 1) for ch in key]
+    for b in first_block.tolist():
+        a = int(ev_start[b])
+        pairs = list(
+            zip(ev_code[a : a + counts[b]].tolist(), tp.dir[ev_pkt[a : a + counts[b]]].tolist(), strict=True)
+        )
         results.append(run_pattern(pairs))
-    return StateEvents(
-        ev_pkt=ev_pkt,
-        ev_start=ev_start,
-        pattern_of_block=np.asarray(codes_idx, dtype=np.int64),
-        results=results,
-    )
+    return StateEvents(ev_pkt=ev_pkt, ev_start=ev_start, pattern_of_block=pattern_of_block, results=results)
