@@ -16,27 +16,34 @@ ICMP destination-unreachable errors (IPv4 type 3, ICMPv6 type 1) quoting a UDP h
 matched, through the packet table's ``inner_*`` columns, to the conversation and to the latest
 datagram of the quoted direction sent before the error.
 
-Everything per packet is done with numpy/pandas; the only per-datagram Python work is hashing
-and previewing payloads, building the report records, and pairing in conversations whose
-datagrams do not simply alternate request, reply (the common case is paired vectorized).
+Everything per packet is done with numpy over whole columns: the only per-datagram Python work
+is one sha256 call per datagram, and pairing in conversations whose datagrams do not simply
+alternate request, reply (the common case is paired vectorized). Previews are rendered for a
+batch of datagrams at once (``analyzer.flows.preview.json_bodies``). ``UdpFlows.records`` are
+built on first use; ``UdpFlows.json_chunks`` writes the same records as JSON text from the
+columns, without building them (10^5 datagram dicts cost more than the whole analysis).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import pandas as pd
 
 from analyzer.decode.source import CaptureBytes
-from analyzer.flows.preview import preview
+from analyzer.flows.preview import PREVIEW_BYTES, json_bodies, texts
 from analyzer.flows.tcp_data import HASH_BATCH, drop_resident_pages
 
 I64 = npt.NDArray[np.int64]
 BoolArr = npt.NDArray[np.bool_]
+OBJ = npt.NDArray[np.object_]
 
 ICMP4_UNREACHABLE = 3  # RFC 792 destination unreachable
 ICMP6_UNREACHABLE = 1  # RFC 4443 destination unreachable
@@ -93,10 +100,28 @@ UDP_TABLE_COLUMNS: tuple[str, ...] = (
 
 @dataclass(frozen=True, eq=False)
 class UdpFlows:
-    """One row per conversation in ``table``; the ``udp`` entries of analyzer.report/1 in ``records``."""
+    """One row per conversation in ``table``; the ``udp`` entries of analyzer.report/1 in ``records``.
+
+    ``records`` are built on first use from ``facts``; ``json_chunks`` writes the same records as
+    JSON text without building them.
+    """
 
     table: pd.DataFrame
-    records: list[dict[str, Any]]
+    facts: UdpFacts | None = field(default=None, repr=False)
+
+    @cached_property
+    def records(self) -> list[dict[str, Any]]:
+        """The ``udp`` entries of analyzer.report/1, in conversation id order."""
+        return [] if self.facts is None else _records(self.facts)
+
+    def json_chunks(self, records_per_chunk: int = 1024) -> Iterator[bytes]:
+        """``records`` as JSON text, records separated by ``,\\n    `` (chunks join with that too).
+
+        Chunks stay around a megabyte: a fresh buffer of tens of megabytes costs a page fault per
+        page on every call (glibc maps it anew), more than writing its text.
+        """
+        if self.facts is not None:
+            yield from _json_chunks(self.facts, records_per_chunk)
 
 
 def icmp_reason(icmp_type: int, code: int) -> str:
@@ -109,15 +134,35 @@ def analyze_udp(packets: pd.DataFrame, payloads: CaptureBytes | None) -> UdpFlow
     """Reconstruct the UDP conversations of a PACKETS frame (``payloads`` gives the bytes)."""
     # Non-first IP fragments and cut UDP headers have no ports: not datagrams we can place.
     ports = (packets["sport"].to_numpy() != 0) | (packets["dport"].to_numpy() != 0)
-    udp = packets.loc[(packets["proto"] == "udp").to_numpy() & ports]
-    icmp = packets.loc[_icmp_unreachable_mask(packets)]
+    udp = np.flatnonzero((packets["proto"] == "udp").to_numpy() & ports)
     if len(udp) == 0:
-        return UdpFlows(table=_empty_table(), records=[])
-    addr_codes, addrs = _address_codes([udp["src"], udp["dst"], icmp["inner_src"], icmp["inner_dst"]])
-    dg = _conversations(udp, addr_codes[0], addr_codes[1], payloads)
+        return UdpFlows(table=_empty_table())
+    icmp = np.flatnonzero(_icmp_unreachable_mask(packets))
+    addr_codes, addrs = _address_codes(
+        packets, [("src", udp), ("dst", udp), ("inner_src", icmp), ("inner_dst", icmp)]
+    )
+    dg = _conversations(packets, udp, addr_codes[0], addr_codes[1], payloads)
     pairs = _pairs(dg)
-    icmp_hits = _match_icmp(icmp, addr_codes[2], addr_codes[3], dg)
-    return UdpFlows(table=_table(dg, pairs, icmp_hits, addrs), records=_records(dg, pairs, icmp_hits, addrs))
+    icmp_hits = _match_icmp(packets, icmp, addr_codes[2], addr_codes[3], dg)
+    facts = UdpFacts(dg, pairs, icmp_hits, _address_names(addrs, dg))
+    return UdpFlows(table=_table(facts), facts=facts)
+
+
+@dataclass(frozen=True)
+class _Payloads:
+    """What the report says about each datagram's bytes (rows in file order)."""
+
+    digests: bytes  # sha256 of each datagram's captured bytes, 32 bytes each
+    whole: BoolArr  # the whole payload was captured: its digest is the datagram's sha256
+    previews: list[bytes]  # each preview's JSON text, without the quotes (preview.json_bodies)
+
+    def digest(self, row: int) -> bytes | None:
+        """The datagram's sha256 (None when part of its payload was not captured)."""
+        return self.digests[32 * row : 32 * row + 32] if self.whole[row] else None
+
+    def sha256_hex(self) -> list[str | None]:
+        text = self.digests.hex()
+        return [text[64 * i : 64 * i + 64] if w else None for i, w in enumerate(self.whole.tolist())]
 
 
 @dataclass(frozen=True)
@@ -129,8 +174,7 @@ class _Datagrams:
     ts: npt.NDArray[np.float64]
     ts_ns: I64
     length: I64  # UDP payload length
-    digests: list[str | None]
-    previews: list[str]
+    payload: _Payloads
     order: I64  # rows sorted by conversation, file order inside each
     bounds: I64  # conversation k is order[bounds[k]:bounds[k + 1]]
     lo: I64  # the conversation key: lower and higher endpoint
@@ -142,42 +186,45 @@ class _Datagrams:
     def n_conv(self) -> int:
         return len(self.client_ep)
 
-
-@dataclass(frozen=True)
-class _Pairs:
-    request: I64  # rows, sorted by reply row
-    reply: I64
-    latency_ms: npt.NDArray[np.float64]
-    exchanges: I64  # per conversation
-    echo: BoolArr  # per conversation
-    c2s_count: I64
-    s2c_count: I64
+    @cached_property
+    def position(self) -> I64:
+        """Each datagram's index in its conversation's list (what pairs and ICMP hits refer to)."""
+        position = np.empty(len(self.order), dtype=np.int64)
+        position[self.order] = np.arange(len(self.order)) - np.repeat(self.bounds[:-1], np.diff(self.bounds))
+        return position
 
 
 def _conversations(
-    udp: pd.DataFrame, src_addr: I64, dst_addr: I64, payloads: CaptureBytes | None
+    packets: pd.DataFrame, rows: I64, src_addr: I64, dst_addr: I64, payloads: CaptureBytes | None
 ) -> _Datagrams:
-    src_ep = _endpoint(src_addr, udp["sport"].to_numpy())
-    dst_ep = _endpoint(dst_addr, udp["dport"].to_numpy())
+    def column(name: str) -> npt.NDArray[Any]:
+        return packets[name].to_numpy()[rows]
+
+    src_ep = _endpoint(src_addr, column("sport"))
+    dst_ep = _endpoint(dst_addr, column("dport"))
     lo, hi = np.minimum(src_ep, dst_ep), np.maximum(src_ep, dst_ep)
-    # groupby(sort=False) numbers groups in order of first appearance: ids follow the file.
-    groups = pd.DataFrame({"lo": lo, "hi": hi}).groupby(["lo", "hi"], sort=False).ngroup()
-    conv: I64 = groups.to_numpy().astype(np.int64)
+    conv = _ids_by_first_appearance(lo, hi)
     n_conv = int(conv.max()) + 1
-    _, first_row = np.unique(conv, return_index=True)
-    client_ep = src_ep[first_row]
     order = np.argsort(conv, kind="stable").astype(np.int64)
-    digests, previews = _hash_and_preview(udp, payloads)
+    bounds = np.zeros(n_conv + 1, dtype=np.int64)
+    np.cumsum(np.bincount(conv, minlength=n_conv), out=bounds[1:])
+    first_row = order[bounds[:-1]]
+    client_ep = src_ep[first_row]
+    length = column("payload_len").astype(np.int64)
     return _Datagrams(
         conv=conv,
         c2s=np.asarray(src_ep == client_ep[conv], dtype=bool),
-        ts=udp["ts"].to_numpy(dtype=np.float64),
-        ts_ns=udp["ts_ns"].to_numpy().astype(np.int64),
-        length=udp["payload_len"].to_numpy().astype(np.int64),
-        digests=digests,
-        previews=previews,
+        ts=column("ts").astype(np.float64),
+        ts_ns=column("ts_ns").astype(np.int64),
+        length=length,
+        payload=_hash_and_preview(
+            column("payload_offset").astype(np.int64),
+            column("payload_caplen").astype(np.int64),
+            length,
+            payloads,
+        ),
         order=order,
-        bounds=np.searchsorted(conv[order], np.arange(n_conv + 1)).astype(np.int64),
+        bounds=bounds,
         lo=lo[first_row],
         hi=hi[first_row],
         client_ep=client_ep,
@@ -197,57 +244,86 @@ def _icmp_unreachable_mask(packets: pd.DataFrame) -> BoolArr:
     return np.asarray((v4 | v6) & quoted_udp, dtype=bool)
 
 
-def _address_codes(columns: list[pd.Series]) -> tuple[list[I64], list[str]]:
-    """Map several categorical address columns onto one code space (-1 for missing)."""
-    cats: list[str] = []
-    seen: dict[str, int] = {}
-    codes_out: list[I64] = []
-    for col in columns:
-        values = col if isinstance(col.dtype, pd.CategoricalDtype) else col.astype("category")
-        local = [str(c) for c in values.cat.categories]
-        remap = np.empty(len(local) + 1, dtype=np.int64)
-        remap[-1] = -1  # code -1 (NaN) indexes the last slot
-        for i, name in enumerate(local):
-            if name not in seen:
-                seen[name] = len(cats)
-                cats.append(name)
-            remap[i] = seen[name]
-        codes_out.append(remap[values.cat.codes.to_numpy()])
-    return codes_out, cats
+def _address_codes(packets: pd.DataFrame, columns: list[tuple[str, I64]]) -> tuple[list[I64], pd.Index]:
+    """Codes of address columns (at the given rows) in one code space (-1 for missing), and its names."""
+    cats = []
+    for name, _ in columns:
+        col = packets[name]
+        cats.append(col if isinstance(col.dtype, pd.CategoricalDtype) else col.astype("category"))
+    union = cats[0].cat.categories
+    for col in cats[1:]:
+        if not col.cat.categories.equals(union):
+            union = union.append(col.cat.categories).unique()
+    codes: list[I64] = []
+    for col, (_, rows) in zip(cats, columns, strict=True):
+        local = col.cat.codes.to_numpy()[rows].astype(np.int64)
+        if not col.cat.categories.equals(union):
+            remap = np.append(union.get_indexer(col.cat.categories), -1)  # code -1 (NaN) stays -1
+            local = remap[local]
+        codes.append(local)
+    return codes, union
+
+
+def _address_names(addrs: pd.Index, dg: _Datagrams) -> OBJ:
+    """The text of every address code the conversations use (the others stay None)."""
+    names = np.full(len(addrs), None, dtype=object)
+    used = np.unique(np.concatenate([dg.client_ep, dg.server_ep]) >> 16)
+    names[used] = [str(addrs[i]) for i in used.tolist()]
+    return names
 
 
 def _endpoint(addr: I64, port: npt.NDArray[Any]) -> I64:
     return (addr << 16) | port.astype(np.int64)
 
 
+def _ids_by_first_appearance(lo: I64, hi: I64) -> I64:
+    """Ids of the (lo, hi) pairs, numbered from 0 in order of first appearance."""
+    endpoints, _ = pd.factorize(np.concatenate([lo, hi]))  # codes < 2n: the pair key fits int64
+    n = len(lo)
+    ids, _ = pd.factorize(endpoints[:n].astype(np.int64) * (2 * n) + endpoints[n:])
+    return ids.astype(np.int64)
+
+
 # -- payloads ---------------------------------------------------------------------------------
 
 
-def _hash_and_preview(udp: pd.DataFrame, payloads: CaptureBytes | None) -> tuple[list[str | None], list[str]]:
-    """sha256 (None unless the whole payload was captured) and preview of every datagram."""
-    n = len(udp)
+def _hash_and_preview(offsets: I64, caplens: I64, lengths: I64, payloads: CaptureBytes | None) -> _Payloads:
+    """sha256 and preview of every datagram, a batch of rows (in file order) at a time."""
+    n = len(offsets)
+    whole = caplens == lengths
     if payloads is None:
-        return [None] * n, [""] * n
-    offsets = udp["payload_offset"].to_numpy().tolist()
-    caplens = udp["payload_caplen"].to_numpy().tolist()
-    complete = (udp["payload_caplen"].to_numpy() == udp["payload_len"].to_numpy()).tolist()
-    get = payloads.get
+        return _Payloads(digests=bytes(32 * n), whole=np.zeros(n, dtype=bool), previews=[b""] * n)
+    caplens = np.where(offsets < 0, 0, caplens)  # CaptureBytes.get: no bytes at a negative offset
+    starts = np.maximum(offsets, 0)
+    data = payloads.data
     sha = hashlib.sha256
-    digests: list[str | None] = []
-    previews: list[str] = []
-    # A batch at a time, dropping the mapped pages after each (rows are in file order).
+    digests: list[bytes] = []  # one joined batch each
+    previews: list[bytes] = []
     for part in range(0, n, HASH_BATCH):
-        end = part + HASH_BATCH
-        data = [get(off, cap) for off, cap in zip(offsets[part:end], caplens[part:end], strict=True)]
-        digests += [
-            sha(d).hexdigest() if full else None for d, full in zip(data, complete[part:end], strict=True)
-        ]
-        previews += [preview(d) for d in data]
+        begin, cap = starts[part : part + HASH_BATCH], caplens[part : part + HASH_BATCH]
+        chunk = list(map(data.__getitem__, map(slice, begin.tolist(), (begin + cap).tolist())))
+        digests.append(b"".join([sha(d).digest() for d in chunk]))
+        cut = cap > PREVIEW_BYTES
+        for i in np.flatnonzero(cut).tolist():
+            chunk[i] = chunk[i][:PREVIEW_BYTES]
+        previews += json_bodies(chunk, np.minimum(cap, PREVIEW_BYTES), cut)
+        # The mapped pages are hashed: let the kernel drop them (rows are in file order).
         drop_resident_pages(payloads)
-    return digests, previews
+    return _Payloads(digests=b"".join(digests), whole=whole, previews=previews)
 
 
 # -- pairing ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    request: I64  # rows, sorted by reply row
+    reply: I64
+    latency_ms: npt.NDArray[np.float64]
+    exchanges: I64  # per conversation
+    echo: BoolArr  # per conversation
+    c2s_count: I64
+    s2c_count: I64
 
 
 def _pairs(dg: _Datagrams) -> _Pairs:
@@ -267,9 +343,10 @@ def _pairs(dg: _Datagrams) -> _Pairs:
     rep_rows = [dg.order[reply_pos]]
     for cid in np.flatnonzero(irregular).tolist():
         rows = dg.order[dg.bounds[cid] : dg.bounds[cid + 1]]
-        r, p = _pair_sequential(rows.tolist(), c2s[rows].tolist(), dg.digests, dg.length)
-        req_rows.append(np.asarray(r, dtype=np.int64))
-        rep_rows.append(np.asarray(p, dtype=np.int64))
+        keys = [dg.payload.digest(r) for r in rows.tolist()]
+        r, p = _pair_sequential(list(range(len(rows))), c2s[rows].tolist(), keys, dg.length[rows])
+        req_rows.append(rows[r])
+        rep_rows.append(rows[p])
     req = np.concatenate(req_rows).astype(np.int64)
     rep = np.concatenate(rep_rows).astype(np.int64)
     by_reply = np.argsort(rep, kind="stable")
@@ -279,13 +356,7 @@ def _pairs(dg: _Datagrams) -> _Pairs:
     exchanges = np.bincount(pair_conv, minlength=n_conv).astype(np.int64)
     c2s_count = np.bincount(conv, weights=c2s, minlength=n_conv).astype(np.int64)
     s2c_count = np.bincount(conv, minlength=n_conv).astype(np.int64) - c2s_count
-    digests = dg.digests
-    same = np.array(
-        [digests[a] is not None and digests[a] == digests[b] for a, b in zip(req, rep, strict=True)],
-        dtype=bool,
-    )
-    same &= dg.length[req] == dg.length[rep]
-    unequal = np.bincount(pair_conv, weights=~same, minlength=n_conv)
+    unequal = np.bincount(pair_conv, weights=~_same_payload(dg, req, rep), minlength=n_conv)
     echo = (c2s_count > 0) & (exchanges == c2s_count) & (exchanges == s2c_count) & (unequal == 0)
     return _Pairs(
         request=req,
@@ -298,11 +369,19 @@ def _pairs(dg: _Datagrams) -> _Pairs:
     )
 
 
+def _same_payload(dg: _Datagrams, a: I64, b: I64) -> BoolArr:
+    """Whether datagrams ``a`` and ``b`` carry the same bytes (unknown unless both are whole)."""
+    payload = dg.payload
+    digests = np.frombuffer(payload.digests, dtype=np.uint64).reshape(-1, 4)
+    same = (digests[a] == digests[b]).all(axis=1) & payload.whole[a] & payload.whole[b]
+    return np.asarray(same & (dg.length[a] == dg.length[b]), dtype=bool)
+
+
 def _pair_sequential(
-    rows: list[int], dirs: list[bool], digests: list[str | None], length: I64
+    rows: list[int], dirs: list[bool], digests: Sequence[bytes | str | None], length: I64
 ) -> tuple[list[int], list[int]]:
     pending: list[int] = []  # unanswered requests, newest last (answered ones removed lazily)
-    by_content: dict[tuple[str, int], list[int]] = {}
+    by_content: dict[tuple[bytes | str, int], list[int]] = {}
     answered: set[int] = set()
     reqs: list[int] = []
     reps: list[int] = []
@@ -335,7 +414,7 @@ def _pop_unanswered(stack: list[int], answered: set[int]) -> int | None:
 
 @dataclass(frozen=True)
 class _IcmpHits:
-    conv: I64
+    conv: I64  # sorted
     datagram_row: I64  # row into the UDP datagrams, -1 when none of that direction was seen
     ts: npt.NDArray[np.float64]
     frame: I64
@@ -344,30 +423,42 @@ class _IcmpHits:
     sender: list[str]
 
 
-def _match_icmp(icmp: pd.DataFrame, inner_src: I64, inner_dst: I64, dg: _Datagrams) -> _IcmpHits:
-    q_src = _endpoint(inner_src, icmp["inner_sport"].to_numpy())
-    q_dst = _endpoint(inner_dst, icmp["inner_dport"].to_numpy())
+def _no_icmp_hits() -> _IcmpHits:
+    none = np.zeros(0, dtype=np.int64)
+    return _IcmpHits(none, none, np.zeros(0), none, none, none, [])
+
+
+def _match_icmp(
+    packets: pd.DataFrame, rows: I64, inner_src: I64, inner_dst: I64, dg: _Datagrams
+) -> _IcmpHits:
+    if len(rows) == 0:
+        return _no_icmp_hits()
+
+    def column(name: str) -> npt.NDArray[Any]:
+        return packets[name].to_numpy()[rows]
+
+    q_src = _endpoint(inner_src, column("inner_sport"))
+    q_dst = _endpoint(inner_dst, column("inner_dport"))
     errors = pd.DataFrame(
         {
             "lo": np.minimum(q_src, q_dst),
             "hi": np.maximum(q_src, q_dst),
             "quoted_src": q_src,
-            "ts": icmp["ts"].to_numpy(dtype=np.float64),
-            "frame": icmp["frame"].to_numpy().astype(np.int64),
-            "type": icmp["icmp_type"].to_numpy().astype(np.int64),
-            "code": icmp["icmp_code"].to_numpy().astype(np.int64),
-            "sender": icmp["src"].astype(object).to_numpy(),
+            "ts": column("ts").astype(np.float64),
+            "frame": column("frame").astype(np.int64),
+            "type": column("icmp_type").astype(np.int64),
+            "code": column("icmp_code").astype(np.int64),
+            "sender": packets["src"].iloc[rows].astype(object).to_numpy(),
         }
     )
     keys = pd.DataFrame({"lo": dg.lo, "hi": dg.hi, "conv": np.arange(dg.n_conv, dtype=np.int64)})
     errors = errors.merge(keys, on=["lo", "hi"], how="inner")
     if len(errors) == 0:
-        none = np.zeros(0, dtype=np.int64)
-        return _IcmpHits(none, none, np.zeros(0), none, none, none, [])
+        return _no_icmp_hits()
     conv_ids = errors["conv"].to_numpy().astype(np.int64)
     errors = errors.assign(c2s=errors["quoted_src"].to_numpy() == dg.client_ep[conv_ids])
-    rows = np.arange(len(dg.conv), dtype=np.int64)
-    sent = pd.DataFrame({"conv": dg.conv, "c2s": dg.c2s, "ts": dg.ts, "row": rows})
+    datagram_rows = np.arange(len(dg.conv), dtype=np.int64)
+    sent = pd.DataFrame({"conv": dg.conv, "c2s": dg.c2s, "ts": dg.ts, "row": datagram_rows})
     sent = sent.sort_values("ts", kind="stable")
     errors = errors.sort_values(["ts", "frame"], kind="stable")
     matched = pd.merge_asof(errors, sent, on="ts", by=["conv", "c2s"], direction="backward")
@@ -389,6 +480,25 @@ def _match_icmp(icmp: pd.DataFrame, inner_src: I64, inner_dst: I64, dg: _Datagra
 
 
 # -- outputs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UdpFacts:
+    """What the table and the records are made of."""
+
+    dg: _Datagrams
+    pairs: _Pairs
+    icmp: _IcmpHits
+    addrs: OBJ  # address text by address code
+
+    @cached_property
+    def pairs_by_conv(self) -> I64:
+        """Pair indices in conversation order (reply order inside each conversation)."""
+        return np.argsort(self.dg.conv[self.pairs.request], kind="stable").astype(np.int64)
+
+    def endpoint_ip(self, ep: I64) -> OBJ:
+        ips: OBJ = self.addrs[ep >> 16]
+        return ips
 
 
 def _empty_table() -> pd.DataFrame:
@@ -418,24 +528,24 @@ _TABLE_DTYPES: dict[str, str] = {
 }
 
 
-def _table(dg: _Datagrams, pairs: _Pairs, icmp: _IcmpHits, addrs: list[str]) -> pd.DataFrame:
+def _table(f: UdpFacts) -> pd.DataFrame:
+    dg, pairs = f.dg, f.pairs
     n_conv, conv, c2s, length = dg.n_conv, dg.conv, dg.c2s, dg.length
-    addr_arr = np.asarray(addrs, dtype=object)
-    ids = np.arange(n_conv, dtype=np.int64)
-    by_conv = pd.DataFrame({"conv": conv, "ts": dg.ts}).groupby("conv", sort=True)["ts"]
-    lat = pd.DataFrame({"conv": conv[pairs.request], "ms": pairs.latency_ms}).groupby("conv")["ms"]
+    ts_by_conv = dg.ts[dg.order]
+    starts = dg.bounds[:-1]
     answered = pairs.s2c_count > 0
     zeek = np.where(answered, ZEEK_ANSWERED[0], ZEEK_UNANSWERED[0])
     history = np.where(answered, ZEEK_ANSWERED[1], ZEEK_UNANSWERED[1])
+    lat_min, lat_max = _latency_range(f)
     return pd.DataFrame(
         {
-            "id": ids,
-            "client_ip": pd.Series(addr_arr[dg.client_ep >> 16], dtype="str"),
+            "id": np.arange(n_conv, dtype=np.int64),
+            "client_ip": pd.Series(f.endpoint_ip(dg.client_ep), dtype="str"),
             "client_port": (dg.client_ep & 0xFFFF).astype(np.uint16),
-            "server_ip": pd.Series(addr_arr[dg.server_ep >> 16], dtype="str"),
+            "server_ip": pd.Series(f.endpoint_ip(dg.server_ep), dtype="str"),
             "server_port": (dg.server_ep & 0xFFFF).astype(np.uint16),
-            "first_ts": by_conv.min().to_numpy(dtype=np.float64),
-            "last_ts": by_conv.max().to_numpy(dtype=np.float64),
+            "first_ts": np.minimum.reduceat(ts_by_conv, starts),
+            "last_ts": np.maximum.reduceat(ts_by_conv, starts),
             "datagrams": pairs.c2s_count + pairs.s2c_count,
             "c2s_datagrams": pairs.c2s_count,
             "s2c_datagrams": pairs.s2c_count,
@@ -443,22 +553,35 @@ def _table(dg: _Datagrams, pairs: _Pairs, icmp: _IcmpHits, addrs: list[str]) -> 
             "s2c_bytes": np.bincount(conv, weights=length * ~c2s, minlength=n_conv).astype(np.int64),
             "exchanges": pairs.exchanges,
             "echo": pairs.echo,
-            "latency_min_ms": lat.min().reindex(ids).to_numpy(dtype=np.float64),
-            "latency_max_ms": lat.max().reindex(ids).to_numpy(dtype=np.float64),
-            "icmp_unreachable": np.bincount(icmp.conv, minlength=n_conv).astype(np.int64),
+            "latency_min_ms": lat_min,
+            "latency_max_ms": lat_max,
+            "icmp_unreachable": np.bincount(f.icmp.conv, minlength=n_conv).astype(np.int64),
             "zeek_conn_state": pd.Series(zeek, dtype="str"),
             "zeek_history": pd.Series(history, dtype="str"),
         }
     )
 
 
-def _records(dg: _Datagrams, pairs: _Pairs, icmp: _IcmpHits, addrs: list[str]) -> list[dict[str, Any]]:
-    order, bounds, n_conv = dg.order, dg.bounds, dg.n_conv
-    # Position of every datagram inside its conversation's list, for pair/ICMP references.
-    position = np.empty(len(order), dtype=np.int64)
-    position[order] = np.arange(len(order)) - np.repeat(bounds[:-1], np.diff(bounds))
-    pos = position.tolist()
-    digests, previews = dg.digests, dg.previews
+def _latency_range(f: UdpFacts) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Smallest and largest latency of every conversation (NaN without an exchange)."""
+    lat_min = np.full(f.dg.n_conv, np.nan)
+    lat_max = np.full(f.dg.n_conv, np.nan)
+    has = np.flatnonzero(f.pairs.exchanges > 0)
+    if len(has):
+        lat = f.pairs.latency_ms[f.pairs_by_conv]
+        starts = np.cumsum(f.pairs.exchanges) - f.pairs.exchanges
+        lat_min[has] = np.minimum.reduceat(lat, starts[has])
+        lat_max[has] = np.maximum.reduceat(lat, starts[has])
+    return lat_min, lat_max
+
+
+def _records(f: UdpFacts) -> list[dict[str, Any]]:
+    dg, pairs, icmp = f.dg, f.pairs, f.icmp
+    order, n_conv = dg.order, dg.n_conv
+    pos = dg.position.tolist()
+    payload = dg.payload
+    digests = payload.sha256_hex()
+    previews = texts(payload.previews)
     # Datagram dicts in conversation order, so each conversation's list is one slice.
     in_order = [
         {"dir": d, "ts": t, "bytes": b, "sha256": digests[r], "preview": previews[r]}
@@ -472,7 +595,7 @@ def _records(dg: _Datagrams, pairs: _Pairs, icmp: _IcmpHits, addrs: list[str]) -
     ]
 
     pair_lists: list[list[dict[str, Any]]] = [[] for _ in range(n_conv)]
-    by_conv = np.argsort(dg.conv[pairs.request], kind="stable")
+    by_conv = f.pairs_by_conv
     req, rep = pairs.request[by_conv], pairs.reply[by_conv]
     for c, a, b, ms in zip(
         dg.conv[req].tolist(), req.tolist(), rep.tolist(), pairs.latency_ms[by_conv].tolist(), strict=True
@@ -480,33 +603,14 @@ def _records(dg: _Datagrams, pairs: _Pairs, icmp: _IcmpHits, addrs: list[str]) -
         pair_lists[c].append({"request": pos[a], "reply": pos[b], "latency_ms": ms})
 
     icmp_lists: list[list[dict[str, Any]]] = [[] for _ in range(n_conv)]
-    for c, row, t, frame, typ, code, sender in zip(
-        icmp.conv.tolist(),
-        icmp.datagram_row.tolist(),
-        icmp.ts.tolist(),
-        icmp.frame.tolist(),
-        icmp.icmp_type.tolist(),
-        icmp.code.tolist(),
-        icmp.sender,
-        strict=True,
-    ):
-        icmp_lists[c].append(
-            {
-                "ts": t,
-                "frame": frame,
-                "type": typ,
-                "code": code,
-                "from": sender,
-                "datagram": pos[row] if row >= 0 else None,
-            }
-        )
+    for c, hit in zip(icmp.conv.tolist(), _icmp_dicts(f), strict=True):
+        icmp_lists[c].append(hit)
 
-    addr_arr = np.asarray(addrs, dtype=object)
-    client_ip = addr_arr[dg.client_ep >> 16].tolist()
-    server_ip = addr_arr[dg.server_ep >> 16].tolist()
+    client_ip = f.endpoint_ip(dg.client_ep).tolist()
+    server_ip = f.endpoint_ip(dg.server_ep).tolist()
     client_port = (dg.client_ep & 0xFFFF).tolist()
     server_port = (dg.server_ep & 0xFFFF).tolist()
-    cuts = bounds.tolist()
+    cuts = dg.bounds.tolist()
     exchanges = pairs.exchanges.tolist()
     echo = pairs.echo.tolist()
     return [
@@ -522,3 +626,205 @@ def _records(dg: _Datagrams, pairs: _Pairs, icmp: _IcmpHits, addrs: list[str]) -
         }
         for cid in range(n_conv)
     ]
+
+
+def _icmp_dicts(f: UdpFacts) -> list[dict[str, Any]]:
+    """The ``icmp_unreachable`` entries, in conversation order."""
+    icmp, pos = f.icmp, f.dg.position.tolist()
+    return [
+        {
+            "ts": t,
+            "frame": frame,
+            "type": typ,
+            "code": code,
+            "from": sender,
+            "datagram": pos[row] if row >= 0 else None,
+        }
+        for row, t, frame, typ, code, sender in zip(
+            icmp.datagram_row.tolist(),
+            icmp.ts.tolist(),
+            icmp.frame.tolist(),
+            icmp.icmp_type.tolist(),
+            icmp.code.tolist(),
+            icmp.sender,
+            strict=True,
+        )
+    ]
+
+
+# -- JSON -------------------------------------------------------------------------------------
+#
+# The records' JSON text from the columns: every record is a run of items (byte strings) joined
+# in C, each item either a serialized value (orjson serializes a whole column of numbers at once)
+# or JSON syntax merged with a value of few distinct values (an address, a length, a position:
+# serialized once per distinct value). The text is exactly orjson's of ``_records`` (tests
+# compare the two).
+
+RECORD_SEPARATOR = b",\n    "
+_HEAD_ITEMS = 6  # {"id":, id, client ip, client port, server ip, server port
+_DATAGRAM_ITEMS = 5  # {"dir":..,"ts":, ts, bytes, sha256, preview
+_PAIR_ITEMS = 4  # {"request":, request, reply, latency_ms
+
+
+def _json_chunks(f: UdpFacts, records_per_chunk: int) -> Iterator[bytes]:
+    columns = _JsonColumns(f)
+    for c0 in range(0, f.dg.n_conv, records_per_chunk):
+        yield b"".join(columns.items(c0, min(c0 + records_per_chunk, f.dg.n_conv)).tolist())
+
+
+def _numbers(values: npt.NDArray[np.int64] | npt.NDArray[np.float64]) -> OBJ:
+    """JSON of a column of numbers, one orjson call (its text for numpy numbers is the text for
+    the Python numbers the records hold; no comma inside a number, so the list splits)."""
+    out = np.empty(len(values), dtype=object)
+    if len(values):
+        out[:] = orjson.dumps(np.ascontiguousarray(values), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(
+            b","
+        )
+    return out
+
+
+def _objects(values: Sequence[bytes]) -> OBJ:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _by_value(values: I64, text: Any) -> OBJ:
+    """``text(v)`` for every value, computed once per distinct value."""
+    distinct, which = np.unique(values, return_inverse=True)
+    frags: OBJ = _objects([text(v) for v in distinct.tolist()])[which.ravel()]
+    return frags
+
+
+class _JsonColumns:
+    """Every item of every record, as columns (per conversation, datagram, pair or ICMP hit)."""
+
+    def __init__(self, f: UdpFacts) -> None:
+        dg, pairs = f.dg, f.pairs
+        self.f = f
+        self.ids = _numbers(np.arange(dg.n_conv, dtype=np.int64))
+        self.client = _by_value(
+            dg.client_ep >> 16, lambda a: b',"client":{"ip":' + orjson.dumps(f.addrs[a]) + b',"port":'
+        )
+        self.client_port = _numbers(dg.client_ep & 0xFFFF)
+        self.server = _by_value(
+            dg.server_ep >> 16, lambda a: b'},"server":{"ip":' + orjson.dumps(f.addrs[a]) + b',"port":'
+        )
+        self.server_port = _numbers(dg.server_ep & 0xFFFF)
+        # Datagrams in conversation order; the first of a conversation opens the list, the
+        # others close the previous datagram.
+        order = dg.order
+        first = np.zeros(len(order), dtype=bool)
+        first[dg.bounds[:-1]] = True
+        leads = [
+            b'"},{"dir":"c2s","ts":',
+            b'"},{"dir":"s2c","ts":',
+            b'},"datagrams":[{"dir":"c2s","ts":',
+            b'},"datagrams":[{"dir":"s2c","ts":',
+        ]
+        self.datagram_lead = _objects(leads)[first * 2 + ~dg.c2s[order]]
+        self.ts = _numbers(dg.ts[order])
+        self.bytes = _by_value(dg.length[order], lambda n: b',"bytes":%d' % n)
+        self.sha256 = _sha256_items(dg.payload)[order]
+        self.preview = _objects(dg.payload.previews)[order]
+        # Pairs in conversation order; the first of a conversation closes the datagrams.
+        by_conv = f.pairs_by_conv
+        req, rep = pairs.request[by_conv], pairs.reply[by_conv]
+        pair_conv = dg.conv[req]
+        first_pair = np.ones(len(req), dtype=bool)
+        first_pair[1:] = pair_conv[1:] != pair_conv[:-1]
+        self.pair_lead = _objects([b'},{"request":', b'"}],"pairs":[{"request":'])[
+            first_pair.astype(np.int64)
+        ]
+        self.request = _by_value(dg.position[req], lambda p: b'%d,"reply":' % p)
+        self.reply = _by_value(dg.position[rep], lambda p: b'%d,"latency_ms":' % p)
+        self.latency = _numbers(pairs.latency_ms[by_conv])
+        self.hits_per_conv = np.bincount(f.icmp.conv, minlength=dg.n_conv)
+        self.after_pairs = _after_pairs(pairs.exchanges, pairs.echo, self.hits_per_conv > 0)
+        hits = [orjson.dumps(hit) for hit in _icmp_dicts(f)]
+        first_hit = np.ones(len(hits), dtype=bool)
+        first_hit[1:] = f.icmp.conv[1:] != f.icmp.conv[:-1]
+        self.hits = _objects(
+            [h if is_first else b"," + h for h, is_first in zip(hits, first_hit.tolist(), strict=True)]
+        )
+        self.pair_starts = np.concatenate([[0], np.cumsum(pairs.exchanges)])
+        self.hit_starts = np.concatenate([[0], np.cumsum(self.hits_per_conv)])
+
+    def items(self, c0: int, c1: int) -> OBJ:
+        """The items of records c0..c1-1, in text order (records separated by RECORD_SEPARATOR)."""
+        dg = self.f.dg
+        n_dg = np.diff(dg.bounds[c0 : c1 + 1])
+        n_pairs = self.f.pairs.exchanges[c0:c1]
+        n_hits = self.hits_per_conv[c0:c1]
+        after = _HEAD_ITEMS + _DATAGRAM_ITEMS * n_dg + _PAIR_ITEMS * n_pairs
+        count = after + 1 + np.where(n_hits > 0, n_hits + 1, 0)
+        start = np.cumsum(count) - count
+        items = np.empty(int(count.sum()), dtype=object)
+        items[start] = b'{"id":'
+        items[start[1:]] = RECORD_SEPARATOR + b'{"id":'
+        for k, column in enumerate((self.ids, self.client, self.client_port, self.server, self.server_port)):
+            items[start + 1 + k] = column[c0:c1]
+        _place(
+            items,
+            start + _HEAD_ITEMS,
+            n_dg,
+            _DATAGRAM_ITEMS,
+            dg.bounds[c0],
+            dg.bounds[c1],
+            (self.datagram_lead, self.ts, self.bytes, self.sha256, self.preview),
+        )
+        _place(
+            items,
+            start + after - _PAIR_ITEMS * n_pairs,
+            n_pairs,
+            _PAIR_ITEMS,
+            self.pair_starts[c0],
+            self.pair_starts[c1],
+            (self.pair_lead, self.request, self.reply, self.latency),
+        )
+        items[start + after] = self.after_pairs[c0:c1]
+        _place(items, start + after + 1, n_hits, 1, self.hit_starts[c0], self.hit_starts[c1], (self.hits,))
+        with_hits = np.flatnonzero(n_hits)
+        items[start[with_hits] + count[with_hits] - 1] = b"]}"
+        return items
+
+
+def _place(
+    items: OBJ, first: I64, counts: I64, width: int, lo: int, hi: int, columns: tuple[OBJ, ...]
+) -> None:
+    """Put rows lo..hi-1 of ``columns`` (``counts`` rows per record, each ``width`` items) from ``first``."""
+    if hi == lo:
+        return
+    local_start = np.cumsum(counts) - counts
+    at = np.repeat(first - width * local_start, counts) + width * np.arange(hi - lo)
+    for k, column in enumerate(columns):
+        items[at + k] = column[lo:hi]
+
+
+def _sha256_items(payload: _Payloads) -> OBJ:
+    """``,"sha256":"<hex>","preview":"`` of every datagram (null when the payload was cut)."""
+    head, tail = b',"sha256":"', b'","preview":"'
+    hexes = np.frombuffer(payload.digests.hex().encode(), dtype=np.uint8).reshape(-1, 64)
+    text = np.empty((len(hexes), len(head) + 64 + len(tail)), dtype=np.uint8)
+    text[:, : len(head)] = np.frombuffer(head, dtype=np.uint8)
+    text[:, len(head) : len(head) + 64] = hexes
+    text[:, len(head) + 64 :] = np.frombuffer(tail, dtype=np.uint8)
+    items = _objects(text.view(f"S{text.shape[1]}").ravel().tolist())
+    items[~payload.whole] = b',"sha256":null,"preview":"'
+    return items
+
+
+def _after_pairs(exchanges: I64, echo: BoolArr, has_hits: BoolArr) -> OBJ:
+    """What closes the pairs: exchanges, echo and the ICMP list (closed too when empty)."""
+
+    def text(code: int) -> bytes:
+        n, is_echo, hits = code >> 2, code >> 1 & 1, code & 1
+        close = b"}]" if n else b'"}],"pairs":[]'
+        tail = b"" if hits else b"]}"
+        return (
+            close
+            + b',"exchanges":%d,"echo":%s,"icmp_unreachable":[' % (n, orjson.dumps(bool(is_echo)))
+            + tail
+        )
+
+    return _by_value(exchanges * 4 + echo * 2 + has_hits, text)
