@@ -5,7 +5,8 @@
 * ``UdpFlows.json_chunks`` (the records written from the columns) against orjson's text of
   ``UdpFlows.records``, on crafted captures that reach every field of a record;
 * ``UdpFlows.records``' datagrams against datagrams computed one by one with hashlib and
-  ``preview`` from the capture's bytes.
+  ``preview`` from the capture's bytes; the digests and heads from the optional C helper
+  (``_digest``) against the hashlib path (``ANALYZER_PURE_PYTHON=1``).
 """
 
 from __future__ import annotations
@@ -310,6 +311,16 @@ def test_columnar_json_is_orjson_of_the_records(name: str, tmp_path: Path) -> No
 def test_records_match_datagrams_computed_one_by_one(name: str, tmp_path: Path) -> None:
     path = SCENARIOS[name]().write(tmp_path / f"{name}.pcap")
     assert [r["datagrams"] for r in flows_of(path).records] == reference_datagrams(path)
+
+
+@pytest.mark.parametrize("name", ["awkward_payloads", "cut_payloads", "many_conversations"])
+def test_c_helper_and_hashlib_agree(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = SCENARIOS[name]().write(tmp_path / f"{name}.pcap")
+    default = flows_of(path)
+    monkeypatch.setenv("ANALYZER_PURE_PYTHON", "1")
+    pure = flows_of(path)
+    assert pure.records == default.records
+    assert columnar_text(pure, 1024) == columnar_text(default, 1024)
 
 
 def test_without_payload_bytes(tmp_path: Path) -> None:

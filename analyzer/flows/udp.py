@@ -17,9 +17,10 @@ matched, through the packet table's ``inner_*`` columns, to the conversation and
 datagram of the quoted direction sent before the error.
 
 Everything per packet is done with numpy over whole columns: the only per-datagram Python work
-is one sha256 call per datagram, and pairing in conversations whose datagrams do not simply
-alternate request, reply (the common case is paired vectorized). Previews are rendered for a
-batch of datagrams at once (``analyzer.flows.preview.json_bodies``). ``UdpFlows.records`` are
+is pairing in conversations whose datagrams do not simply alternate request, reply (the common
+case is paired vectorized), and a hashlib call per datagram when the optional C helper
+(``analyzer.flows._digest``, which hashes a batch per call) is not built. Previews are rendered
+for a batch of datagrams at once (``analyzer.flows.preview.json_bodies``). ``UdpFlows.records`` are
 built on first use; ``UdpFlows.json_chunks`` writes the same records as JSON text from the
 columns, without building them (10^5 datagram dicts cost more than the whole analysis).
 """
@@ -27,6 +28,7 @@ columns, without building them (10^5 datagram dicts cost more than the whole ana
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,13 +39,21 @@ import numpy.typing as npt
 import orjson
 import pandas as pd
 
-from analyzer.decode.source import CaptureBytes
+from analyzer.decode.source import Buffer, CaptureBytes
 from analyzer.flows.preview import PREVIEW_BYTES, json_bodies, texts
 from analyzer.flows.tcp_data import HASH_BATCH, drop_resident_pages
 
 I64 = npt.NDArray[np.int64]
 BoolArr = npt.NDArray[np.bool_]
 OBJ = npt.NDArray[np.object_]
+
+try:  # optional C helper (setup.py): one call hashes every datagram; hashlib does it without it
+    from analyzer.flows import _digest  # type: ignore[attr-defined]
+
+    if not _digest.available():
+        _digest = None
+except ImportError:
+    _digest = None
 
 ICMP4_UNREACHABLE = 3  # RFC 792 destination unreachable
 ICMP6_UNREACHABLE = 1  # RFC 4443 destination unreachable
@@ -295,21 +305,31 @@ def _hash_and_preview(offsets: I64, caplens: I64, lengths: I64, payloads: Captur
         return _Payloads(digests=bytes(32 * n), whole=np.zeros(n, dtype=bool), previews=[b""] * n)
     caplens = np.where(offsets < 0, 0, caplens)  # CaptureBytes.get: no bytes at a negative offset
     starts = np.maximum(offsets, 0)
-    data = payloads.data
-    sha = hashlib.sha256
     digests: list[bytes] = []  # one joined batch each
     previews: list[bytes] = []
     for part in range(0, n, HASH_BATCH):
         begin, cap = starts[part : part + HASH_BATCH], caplens[part : part + HASH_BATCH]
-        chunk = list(map(data.__getitem__, map(slice, begin.tolist(), (begin + cap).tolist())))
-        digests.append(b"".join([sha(d).digest() for d in chunk]))
-        cut = cap > PREVIEW_BYTES
-        for i in np.flatnonzero(cut).tolist():
-            chunk[i] = chunk[i][:PREVIEW_BYTES]
-        previews += json_bodies(chunk, np.minimum(cap, PREVIEW_BYTES), cut)
+        batch_digests, heads = _digests_and_heads(payloads.data, begin, cap)
+        digests.append(batch_digests)
+        previews += json_bodies(heads, np.minimum(cap, PREVIEW_BYTES), cap > PREVIEW_BYTES)
         # The mapped pages are hashed: let the kernel drop them (rows are in file order).
         drop_resident_pages(payloads)
     return _Payloads(digests=b"".join(digests), whole=whole, previews=previews)
+
+
+def _digests_and_heads(data: Buffer, starts: I64, lengths: I64) -> tuple[bytes, list[bytes]]:
+    """sha256 (32 bytes each, joined) and first PREVIEW_BYTES bytes of every payload
+    ``data[starts[i] : starts[i] + lengths[i]]``."""
+    if _digest is not None and os.environ.get("ANALYZER_PURE_PYTHON") != "1":
+        runs = np.arange(len(starts) + 1, dtype=np.int64)  # every payload is a run of one piece
+        pieces = (data, starts, lengths, runs[:-1], runs[1:])
+        return _digest.sha256_runs(*pieces), _digest.heads(*pieces, PREVIEW_BYTES)
+    payloads = list(map(data.__getitem__, map(slice, starts.tolist(), (starts + lengths).tolist())))
+    sha = hashlib.sha256
+    digests = b"".join([sha(p).digest() for p in payloads])
+    for i in np.flatnonzero(lengths > PREVIEW_BYTES).tolist():
+        payloads[i] = payloads[i][:PREVIEW_BYTES]
+    return digests, payloads
 
 
 # -- pairing ----------------------------------------------------------------------------------
