@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import compress
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
-from analyzer.flows.tcp_seq import SeqInfo, first_index_per_group
+from analyzer.flows.tcp_seq import SeqInfo, factorize_runs, first_in_spans, sort_keys
 from analyzer.flows.tcp_streams import TcpPackets
 from analyzer.schema import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
 
@@ -348,137 +348,156 @@ def zeek_roles(tp: TcpPackets) -> tuple[I64, BOOL]:
     return orig_dir.astype(np.int64), flip
 
 
-def _scaled_hits(event: BOOL, si: SeqInfo) -> BOOL:
-    """Packets where a per-direction count of ``event`` reaches 1, 10, 100, ..."""
-    n = len(event)
-    out = np.zeros(n, dtype=bool)
-    pos = np.flatnonzero(event[si.dorder])  # events in direction-group order
-    if len(pos) == 0:
-        return out
-    g = si.group[si.dorder[pos]]
-    first = np.r_[True, g[1:] != g[:-1]]
-    starts = np.flatnonzero(first)
-    count = np.arange(1, len(pos) + 1) - np.repeat(starts, np.diff(np.r_[starts, len(pos)]))
-    hit = np.zeros(len(pos), dtype=bool)
-    p = 1
-    while p <= len(pos):
+# History letters: upper case for the originator, lower case for the responder; "^" (a flip)
+# comes first. Code k stands for _ALPHABET[k].
+_ALPHABET = "^IQDASHFRWTGiqdashfrwtg"
+_LETTER = {ch: k for k, ch in enumerate(_ALPHABET)}
+_LOWER = 11  # code of a letter's lower case = its upper case code + _LOWER
+
+
+def _by_side(tp: TcpPackets, rows: I64) -> tuple[I64, I64]:
+    """``rows`` (ascending) split by direction: in each half, a run of one block is one group."""
+    d = tp.dir[rows] != 0
+    return rows[~d], rows[d]
+
+
+def _run_starts(keys: I64) -> BOOL:
+    """Where a run of equal ``keys`` begins."""
+    new = np.ones(len(keys), dtype=bool)
+    np.not_equal(keys[1:], keys[:-1], out=new[1:])
+    return new
+
+
+def _scaled(rows: I64, b: I64) -> tuple[I64, I64]:
+    """Of one side's ``rows`` (ascending, blocks ``b``): those where the side's count reaches 1,
+    10, 100, ... (rows, blocks)."""
+    starts = np.flatnonzero(_run_starts(b))
+    count = np.arange(1, len(rows) + 1) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+    hit = count == 1
+    p = 10
+    while p <= len(rows):
         hit |= count == p
         p *= 10
-    out[si.dorder[pos[hit]]] = True
-    return out
+    return rows[hit], b[hit]
 
 
-def _zeek_letters(tp: TcpPackets, si: SeqInfo, orig_dir: I64, gap_ack: BOOL) -> tuple[list[str], BOOL]:
-    """History per block from vectorized letter rules, and the blocks that need the full model."""
+def _zeek_letters(
+    tp: TcpPackets, si: SeqInfo, orig_dir: I64, flip: BOOL, gap_ack: BOOL, kinds: npt.NDArray[np.uint8]
+) -> tuple[list[str], BOOL]:
+    """History per block from vectorized letter rules, and the blocks that need the full model.
+
+    Only the SYN/FIN/RST rows, the zero-window rows and the payload rows can carry letters
+    besides the first ``A`` of each side, which is searched from the side's first packet on. The
+    rows are split by side once: within a side, a run of one block is one direction group.
+    """
     nb = tp.n_blocks
     n = tp.n_packets
     blk = tp.block
     flags = tp.flags
-    syn = (flags & TCP_SYN) != 0
-    fin = (flags & TCP_FIN) != 0
-    rst = (flags & TCP_RST) != 0
-    has_ack = (flags & TCP_ACK) != 0
-    bits = syn.astype(np.int8) + fin.astype(np.int8) + rst.astype(np.int8)
     plen = tp.plen
-    group = si.group
-    dorder = si.dorder
-    g_sorted = group[dorder]
     ng = 2 * nb
+    ctl_bits = TCP_SYN | TCP_FIN | TCP_RST
 
-    # (packet, sub-position, letter code) triples
-    out_idx: list[I64] = []
-    out_sub: list[I64] = []
-    out_letter: list[I64] = []
+    # (packet, sub-position, letter) packed as keys: (packet * 8 + sub) * 32 + letter code
+    keys: list[I64] = [tp.starts[flip] * 256 + _LETTER["^"]]
 
-    def emit(idx: I64, sub: int, letter: str) -> None:
-        out_idx.append(idx)
-        out_sub.append(np.full(len(idx), sub, dtype=np.int64))
-        out_letter.append(np.full(len(idx), ord(letter), dtype=np.int64))
+    def emit(idx: I64, b: I64, side: int | I64, sub: int, letter: str) -> None:
+        """Letters at packets ``idx`` of blocks ``b`` sent by ``side`` (upper case: originator)."""
+        keys.append((idx * 8 + sub) * 32 + (_LETTER[letter] + _LOWER * (orig_dir[b] != side)))
 
-    def first_in_dorder(mask: BOOL) -> I64:
-        f = first_index_per_group(mask[dorder], g_sorted, ng)
-        return dorder[f[f >= 0]]
-
-    single = bits == 1
-    # a and d and i and q: once per side
-    emit(first_in_dorder((bits > 1) & fin & rst), 0, "I")
-    emit(first_in_dorder((bits > 1) & ~(fin & rst)), 0, "Q")
-    emit(first_in_dorder((bits == 0) & (plen > 0)), 0, "D")
-    emit(first_in_dorder((bits == 0) & (plen == 0) & has_ack), 0, "A")
+    def firsts(rows: I64, b: I64) -> tuple[I64, I64]:
+        new = _run_starts(b)
+        return rows[new], b[new]
 
     needs_model = np.zeros(nb, dtype=bool)
-    # s/h, f, r: the first of each side, then again when the sequence value changes.
-    for mask, value, letter in (
-        (single & syn, si.rel, "S"),
-        (single & fin, si.rel + plen, "F"),
-        (single & rst, si.rel, "R"),
-    ):
-        pos = np.flatnonzero(mask[dorder])
-        if len(pos) == 0:
-            continue
-        pk = dorder[pos]
-        g = g_sorted[pos]
-        v = value[pk]
-        new_group = np.r_[True, g[1:] != g[:-1]]
-        changed = np.r_[False, v[1:] != v[:-1]] & ~new_group
-        keep = new_group | changed
-        if letter == "S":
-            # A SYN whose sequence number moves re-bases Zeek's relative numbers: use the model.
-            needs_model[blk[pk[changed]]] = True
-            sel = pk[new_group]
-            is_h = has_ack[sel]
-            emit(sel[~is_h], 0, "S")
-            emit(sel[is_h], 0, "H")
-        else:
-            emit(pk[keep], 0, letter)
+    first_fin = np.full(ng, n, dtype=np.int64)
+    first_rst = np.full(ng, n, dtype=np.int64)
+    ctl = np.flatnonzero((flags & ctl_bits) != 0)
+    for d, rows in enumerate(_by_side(tp, ctl)):
+        b = blk[rows]
+        f = flags[rows]
+        syn = (f & TCP_SYN) != 0
+        fin = (f & TCP_FIN) != 0
+        rst = (f & TCP_RST) != 0
+        for first, m in ((first_fin, fin), (first_rst, rst)):
+            r, bb = firsts(rows[m], b[m])
+            first[2 * bb + d] = r
+        bits = syn.astype(np.int8) + fin + rst
+        # i and q: once per side
+        multi = bits > 1
+        for m, letter in ((multi & fin & rst, "I"), (multi & ~(fin & rst), "Q")):
+            emit(*firsts(rows[m], b[m]), d, 1, letter)
+        # s/h, f, r: the first of each side, then again when the sequence value changes.
+        single = bits == 1
+        for m, letter in ((single & syn, "S"), (single & fin, "F"), (single & rst, "R")):
+            r, bb = rows[m], b[m]
+            new = _run_starts(bb)
+            v = si.rel[r] + plen[r] if letter == "F" else si.rel[r]
+            changed = np.zeros(len(r), dtype=bool)
+            np.not_equal(v[1:], v[:-1], out=changed[1:])
+            changed &= ~new
+            if letter == "S":
+                # A SYN whose sequence number moves re-bases Zeek's relative numbers: use the model.
+                needs_model[bb[changed]] = True
+                r, bb = r[new], bb[new]
+                is_h = (flags[r] & TCP_ACK) != 0
+                emit(r[~is_h], bb[~is_h], d, 1, "S")
+                emit(r[is_h], bb[is_h], d, 1, "H")
+            else:
+                keep = new | changed
+                emit(r[keep], bb[keep], d, 1, letter)
+
+    # d: the first plain (no SYN/FIN/RST) payload segment of each side.
+    # t: payload that does not advance the highest sequence number (Zeek's DidRxmit); the side's
+    # first packet starts the highest sequence number seen (its end if a SYN).
+    g_first = si.dorder[np.minimum(si.gstart, n - 1)] if n else si.gstart
+    init = np.where((flags[g_first] & TCP_SYN) != 0, si.end[g_first], si.rel[g_first])
+    for d, rows in enumerate(_by_side(tp, np.flatnonzero(plen > 0))):
+        b = blk[rows]
+        f = flags[rows]
+        plain = (f & ctl_bits) == 0
+        emit(*firsts(rows[plain], b[plain]), d, 1, "D")
+        g = 2 * b + d
+        last_before = np.maximum(si.next_expected[rows], init[g])
+        delta = si.end[rows] - last_before
+        huge = ((f & (TCP_SYN | TCP_RST)) != 0) & (np.abs(delta) > TOO_LARGE_SEQ_DELTA)
+        fin_exc = ((f & TCP_FIN) != 0) & (last_before == 1)
+        t = (delta <= 0) & ~huge & ~fin_exc & ~(first_rst[g] < rows)
+        emit(*_scaled(rows[t], b[t]), d, 3, "T")
+
+    # a: the first plain empty ACK of each side, searched from the side's first packet on
+    def is_a(q: I64, r: I64) -> BOOL:
+        ok: BOOL = (kinds[r] & (32 | ctl_bits | TCP_ACK)) == TCP_ACK
+        return ok
+
+    pos = first_in_spans(si.dorder, si.gstart, si.gend, is_a)
+    g = np.flatnonzero(pos >= 0)
+    emit(si.dorder[pos[g]], g >> 1, g & 1, 1, "A")
 
     # w: zero window unless RST, the peer has closed (sent a FIN, no RST since) or we were reset.
-    idx_all = np.arange(n, dtype=np.int64)
-    first_fin = np.full(ng, n, dtype=np.int64)
-    f = first_index_per_group(fin[dorder], g_sorted, ng)
-    first_fin[f >= 0] = dorder[f[f >= 0]]
-    first_rst = np.full(ng, n, dtype=np.int64)
-    r = first_index_per_group(rst[dorder], g_sorted, ng)
-    first_rst[r >= 0] = dorder[r[r >= 0]]
-    peer_group = group ^ 1
-    peer_closed = (first_fin[peer_group] < idx_all) & ~(first_rst[peer_group] < idx_all)
-    self_reset = first_rst[group] < idx_all
-    zero = (tp.win == 0) & ~rst & ~peer_closed & ~self_reset
-    emit(np.flatnonzero(_scaled_hits(zero, si)), 1, "W")
-
-    # t: payload that does not advance the highest sequence number (Zeek's DidRxmit).
-    end = si.end
-    seg_first = np.zeros(n, dtype=bool)
-    seg_first[si.gstart[si.gend > si.gstart]] = True
-    prior = si.next_expected[dorder]  # max end of the earlier non-RST packets of the side
-    first_init = np.where(syn, end, si.rel)[dorder]
-    init_of = np.repeat(first_init[seg_first], np.diff(np.r_[np.flatnonzero(seg_first), n]))
-    last_before = np.maximum(prior, init_of)
-    delta = end[dorder] - last_before
-    pk_syn = syn[dorder]
-    pk_rst = rst[dorder]
-    huge = (pk_syn | pk_rst) & (np.abs(delta) > TOO_LARGE_SEQ_DELTA)
-    fin_exc = fin[dorder] & (last_before == 1)
-    t_sorted = (plen[dorder] > 0) & (delta <= 0) & ~huge & ~fin_exc & ~self_reset[dorder]
-    t_event = np.zeros(n, dtype=bool)
-    t_event[dorder] = t_sorted
-    emit(np.flatnonzero(_scaled_hits(t_event, si)), 2, "T")
+    zr = np.flatnonzero(tp.win == 0)
+    g = si.group[zr]
+    peer_closed = (first_fin[g ^ 1] < zr) & ~(first_rst[g ^ 1] < zr)
+    zr = zr[((flags[zr] & TCP_RST) == 0) & ~peer_closed & ~(first_rst[g] < zr)]
+    for d, rows in enumerate(_by_side(tp, zr)):
+        emit(*_scaled(rows, blk[rows]), d, 2, "W")
 
     # g: content gaps the peer ACKed (flagged for the side whose data is missing).
-    emit(np.flatnonzero(_scaled_hits(gap_ack, si)), 4, "G")
+    for d, rows in enumerate(_by_side(tp, np.flatnonzero(gap_ack))):
+        emit(*_scaled(rows, blk[rows]), d, 5, "G")
 
-    idx = np.concatenate(out_idx) if out_idx else np.zeros(0, np.int64)
-    sub = np.concatenate(out_sub) if out_sub else np.zeros(0, np.int64)
-    let = np.concatenate(out_letter) if out_letter else np.zeros(0, np.int64)
-    order = np.argsort(idx * 8 + sub, kind="stable")
-    idx, let = idx[order], let[order]
-    # Upper case for the originator (G marks sit on the data sender's own packets).
-    sender_is_orig = tp.dir[idx].astype(np.int64) == orig_dir[blk[idx]]
-    chars = np.where(sender_is_orig, let, let + 32).astype(np.uint8)
-    text = chars.tobytes().decode("ascii")
+    # (packet, sub) pairs are distinct, so sorting the keys orders the letters
+    key = sort_keys(keys, n << 8)
+    idx = key >> 8
+    letters = key & 31
     counts = np.bincount(blk[idx], minlength=nb)
-    bounds = np.r_[0, np.cumsum(counts)].tolist()
-    return [text[bounds[b] : bounds[b + 1]] for b in range(nb)], needs_model
+    starts = np.cumsum(counts) - counts
+    pattern, first_block = factorize_runs(letters, starts, counts, 5)
+    texts = [
+        "".join(_ALPHABET[c] for c in letters[starts[b] : starts[b] + counts[b]].tolist())
+        for b in first_block.tolist()
+    ]
+    return np.asarray(texts, dtype=object)[pattern].tolist(), needs_model
 
 
 def gap_ack_events(tp: TcpPackets, si: SeqInfo, gaps: list[list[list[int]]], origin: I64) -> BOOL:
@@ -491,7 +510,7 @@ def gap_ack_events(tp: TcpPackets, si: SeqInfo, gaps: list[list[list[int]]], ori
     """
     n = tp.n_packets
     out = np.zeros(n, dtype=bool)
-    for gi in [i for i, g in enumerate(gaps) if g]:
+    for gi in compress(range(len(gaps)), gaps):
         b, d = gi >> 1, gi & 1
         s, e = int(tp.starts[b]), int(tp.ends[b])
         dirs = tp.dir[s:e]
@@ -516,33 +535,44 @@ def gap_ack_events(tp: TcpPackets, si: SeqInfo, gaps: list[list[list[int]]], ori
     return out
 
 
-def _zeek_state_codes(tp: TcpPackets, orig_dir: I64) -> tuple[I64, I64]:
-    """(packet index, code) of the packets that can move Zeek's endpoint states."""
-    n = tp.n_packets
-    blk = tp.block
-    flags = tp.flags
-    ctl = (flags & (TCP_SYN | TCP_FIN | TCP_RST)) != 0
-    is_orig = tp.dir.astype(np.int64) == orig_dir[blk]
-    plain_empty = ~ctl & (tp.plen == 0)
-    idx_all = np.arange(n, dtype=np.int64)
+def _zeek_state_codes(tp: TcpPackets, si: SeqInfo, orig_dir: I64) -> tuple[I64, I64]:
+    """(block, code) of the packets that can move Zeek's endpoint states, in packet order.
+
+    Those are the SYN/FIN/RST packets, the originator's first packet and the responder's packets
+    up to its first one that is not an empty plain segment.
+    """
     nb = tp.n_blocks
-    first_orig = first_index_per_group(is_orig, blk, nb)
-    # responder packets up to its first packet that is not an empty plain segment
-    first_resp_other = first_index_per_group(~is_orig & ~plain_empty, blk, nb)
-    limit = np.where(first_resp_other >= 0, first_resp_other, np.iinfo(np.int64).max)
-    resp_lead = ~is_orig & (idx_all <= limit[blk])
-    sel = ctl | resp_lead
-    sel[first_orig[first_orig >= 0]] = True
+    flags = tp.flags
+    plen = tp.plen
+    ctl_bits = TCP_SYN | TCP_FIN | TCP_RST
+    sel = (flags & ctl_bits) != 0
+    og = 2 * np.arange(nb, dtype=np.int64) + orig_dir
+    has_orig = si.gend[og] > si.gstart[og]
+    sel[si.dorder[si.gstart[og[has_orig]]]] = True
+    rg = og ^ 1
+
+    def not_plain_empty(q: I64, r: I64) -> BOOL:
+        ok: BOOL = ((flags[r] & ctl_bits) != 0) | (plen[r] > 0)
+        return ok
+
+    # in dorder, the responder's lead runs from its first packet to that one (or to its last)
+    lo = si.gstart[rg]
+    hit = first_in_spans(si.dorder, lo, si.gend[rg], not_plain_empty)
+    counts = np.where(hit >= 0, hit + 1, si.gend[rg]) - lo
+    pos = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(lo - (np.cumsum(counts) - counts), counts)
+    sel[si.dorder[pos]] = True
     idx = np.flatnonzero(sel)
+    f = flags[idx]
+    b = tp.block[idx]
     code = (
-        is_orig[idx].astype(np.int64) * 32
-        + ((flags[idx] & TCP_SYN) != 0) * 16
-        + ((flags[idx] & TCP_FIN) != 0) * 8
-        + ((flags[idx] & TCP_RST) != 0) * 4
-        + ((flags[idx] & TCP_ACK) != 0) * 2
-        + (tp.plen[idx] > 0) * 1
+        (tp.dir[idx] == orig_dir[b]) * 32
+        + ((f & TCP_SYN) != 0) * 16
+        + ((f & TCP_FIN) != 0) * 8
+        + ((f & TCP_RST) != 0) * 4
+        + ((f & TCP_ACK) != 0) * 2
+        + (plen[idx] > 0)
     ).astype(np.int64)
-    return idx, code
+    return b, code
 
 
 def analyze_interop(
@@ -557,24 +587,21 @@ def analyze_interop(
     nb = tp.n_blocks
     orig_dir, flip = zeek_roles(tp)
     gap_ack = gap_ack_events(tp, si, gaps, origin)
-    history, needs_model = _zeek_letters(tp, si, orig_dir, gap_ack)
-    history = [("^" + h) if f else h for h, f in zip(history, flip.tolist(), strict=True)]
+    kinds = _packet_kinds(tp)
+    history, needs_model = _zeek_letters(tp, si, orig_dir, flip, gap_ack, kinds)
 
     # Endpoint states, one model run per distinct reduced event string.
-    idx, code = _zeek_state_codes(tp, orig_dir)
-    eb = tp.block[idx]
-    keep = np.r_[True, (code[1:] != code[:-1]) | (eb[1:] != eb[:-1])] if len(idx) else np.zeros(0, bool)
-    idx, code, eb = idx[keep], code[keep], eb[keep]
+    eb, code = _zeek_state_codes(tp, si, orig_dir)
+    # a repeated code does not move the model again
+    keep = _run_starts(code) | _run_starts(eb)
+    eb, code = eb[keep], code[keep]
     counts = np.bincount(eb, minlength=nb)
-    text = (code + 48).astype(np.uint8).tobytes().decode("ascii")
-    bounds = np.r_[0, np.cumsum(counts)].tolist()
-    keys = [text[bounds[b] : bounds[b + 1]] for b in range(nb)]
-    pat, uniques = pd.factorize(pd.Series(keys, dtype=object), sort=False)
+    starts = np.cumsum(counts) - counts
+    pat_arr, first_block = factorize_runs(code, starts, counts, 7)
     results: list[tuple[int, int, bool]] = []
-    for key in uniques.tolist():
+    for b in first_block.tolist():
         model = ZeekModel()
-        for ch in key:
-            c = ord(ch) - 48
+        for c in code[starts[b] : starts[b] + counts[b]].tolist():
             fl = (TCP_SYN if c & 16 else 0) | (TCP_FIN if c & 8 else 0) | (TCP_RST if c & 4 else 0)
             fl |= TCP_ACK if c & 2 else 0
             model.process(bool(c & 32), fl, 1 if c & 1 else 0, 0, 1, 1)
@@ -586,7 +613,6 @@ def analyze_interop(
     for os_, rs, flipped in results:
         special = flipped or (rs == RESET and os_ == RESET) or (os_ == RESET and rs in (INACTIVE, PARTIAL))
         by_pattern.append(None if special else conn_state(os_, rs, 1, 1, ""))
-    pat_arr = np.asarray(pat, dtype=np.int64)
     states = np.asarray(by_pattern, dtype=object)[pat_arr] if nb else np.zeros(0, dtype=object)
     redo = np.flatnonzero((states == None) | needs_model)  # noqa: E711 - elementwise test
     size_c = c2s_bytes
@@ -604,7 +630,7 @@ def analyze_interop(
         zeek_orig_is_client=orig_is_client,
         history=history,
         conn_state=states.tolist(),
-        completeness=completeness(tp),
+        completeness=_completeness(tp, kinds),
     )
 
 
@@ -662,14 +688,27 @@ def _completeness_table() -> npt.NDArray[np.uint8]:
 _COMPLETENESS = _completeness_table()
 
 
+def _packet_kinds(tp: TcpPackets) -> npt.NDArray[np.uint8]:
+    """Per packet: its FIN, SYN, RST, PSH, ACK bits, plus 32 when it carries payload.
+
+    What both the completeness bits and the plain-segment letters of the history depend on.
+    """
+    kinds: npt.NDArray[np.uint8] = (tp.flags & 0x1F).astype(np.uint8)
+    kinds[tp.plen > 0] |= 32
+    return kinds
+
+
 def completeness(tp: TcpPackets) -> I64:
     """Wireshark's ``tcp.completeness`` per block (rules: module docstring)."""
+    return _completeness(tp, _packet_kinds(tp))
+
+
+def _completeness(tp: TcpPackets, kinds: npt.NDArray[np.uint8]) -> I64:
     nb = tp.n_blocks
     if nb == 0:
         return np.zeros(0, dtype=np.int64)
+    contrib = _COMPLETENESS[kinds]
     f = tp.flags
-    key = (f & 0x1F) | ((tp.plen > 0).astype(np.uint16) << 5)
-    contrib = _COMPLETENESS[key]
     first = tp.starts
     first_pure_syn = (f[first] & (TCP_SYN | TCP_ACK)) == TCP_SYN
     # The packet that opens a conversation contributes only as a pure SYN (1, and 8 for data on a

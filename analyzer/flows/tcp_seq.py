@@ -173,8 +173,40 @@ def first_after(
     return out
 
 
-def _scan_rest(rows: I64, q: I64, p: I64, stop: I64, accept: Callable[[I64, I64], BOOL], out: I64) -> None:
-    """Test every candidate ``rows[p[i]:stop[i]]`` of the open queries ``q`` at once."""
+def first_in_spans(rows: I64, lo: I64, hi: I64, accept: Callable[[I64, I64], BOOL], rounds: int = 3) -> I64:
+    """Per query ``q``: the position in ``rows`` of the first of ``rows[lo[q]:hi[q]]`` that
+    ``accept`` takes, -1 where none is.
+
+    ``first_after`` for spans known by position, such as a direction group's packets in dorder
+    (``si.dorder``, ``si.gstart``, ``si.gend``).
+    """
+    out = np.full(len(lo), -1, dtype=np.int64)
+    q = np.flatnonzero(lo < hi)
+    p = lo[q]
+    for _ in range(rounds):
+        if len(q) == 0:
+            return out
+        ok = accept(q, rows[p])
+        out[q[ok]] = p[ok]
+        p = p + 1
+        more = ~ok & (p < hi[q])
+        q, p = q[more], p[more]
+    if len(q):
+        _scan_rest(rows, q, p, hi[q], accept, out, positions=True)
+    return out
+
+
+def _scan_rest(
+    rows: I64,
+    q: I64,
+    p: I64,
+    stop: I64,
+    accept: Callable[[I64, I64], BOOL],
+    out: I64,
+    positions: bool = False,
+) -> None:
+    """Test every candidate ``rows[p[i]:stop[i]]`` of the open queries ``q`` at once; the first
+    accepted one (its position with ``positions``) goes to ``out``."""
     counts = np.maximum(stop - p, 0)
     owner = np.repeat(np.arange(len(q), dtype=np.int64), counts)
     first_pos = np.cumsum(counts) - counts
@@ -182,7 +214,18 @@ def _scan_rest(rows: I64, q: I64, p: I64, stop: I64, accept: Callable[[I64, I64]
     r = rows[pos]
     hit = first_index_per_group(accept(q[owner], r), owner, len(q))
     found = hit >= 0
-    out[q[found]] = r[hit[found]]
+    out[q[found]] = (pos if positions else r)[hit[found]]
+
+
+def sort_keys(parts: list[I64], max_key: int) -> I64:
+    """The keys of ``parts`` (each below ``max_key``) in one sorted int64 array.
+
+    Keys that fit 32 bits are sorted as uint32, which numpy sorts several times faster.
+    """
+    keys = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    if max_key <= 1 << 32:
+        return np.sort(keys.astype(np.uint32)).astype(np.int64)
+    return np.sort(keys)
 
 
 def factorize_runs(symbols: I64, run_start: I64, run_len: I64, bits: int) -> tuple[I64, I64]:

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analyzer.flows.tcp_handshake import SIMULTANEOUS_OPEN, HandshakeFacts
-from analyzer.flows.tcp_seq import SeqInfo, direction_rows, factorize_runs, first_row_per_group
+from analyzer.flows.tcp_seq import SeqInfo, direction_rows, factorize_runs, first_row_per_group, sort_keys
 from analyzer.flows.tcp_streams import C2S, S2C, TcpPackets
 from analyzer.flows.tcp_teardown import TeardownFacts, _covers, first_ack_covering
 from analyzer.schema import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
@@ -395,7 +395,7 @@ def select_events(
     add(rst_rows, int(Pk.RST))
 
     # (packet, code) pairs are distinct, so sorting the packed keys orders them
-    keys = np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+    keys = sort_keys(parts, n << 4)
     return keys >> 4, keys & 15
 
 
