@@ -48,8 +48,8 @@ from analyzer.flows.tcp_seq import (
     SeqInfo,
     direction_rows,
     first_after,
+    first_in_spans,
     first_row_per_group,
-    last_index_per_group,
     reduce_per_group,
 )
 from analyzer.flows.tcp_streams import C2S, S2C, TcpPackets
@@ -300,9 +300,9 @@ def _bytes_after(
     rows, b = rows[passive], b[passive]
     ends = si.data_start[rows] + tp.plen[rows]
     low = np.iinfo(np.int64).min
-    early = rows < ff[b]
-    before_max = reduce_per_group(np.maximum, ends[early], b[early], nb, low)
     all_max = reduce_per_group(np.maximum, ends, b, nb, low)
+    ends[rows >= ff[b]] = low
+    before_max = reduce_per_group(np.maximum, ends, b, nb, low)
     passive_group = 2 * cols + (1 - np.maximum(first_fin, 0))
     floor = np.where(before_max == low, origin[passive_group], before_max)
     has = all_max != low
@@ -392,14 +392,18 @@ def _reuse(
     syn_rows = tp.row[syn]
     syn_has_ts = opt_ts[syn_rows].astype(bool)
     need = np.flatnonzero(syn_has_ts)
-    lo = si.gstart[g_old[need]]
-    counts = si.gend[g_old[need]] - lo
-    owner = np.repeat(np.arange(len(need), dtype=np.int64), counts)
-    pos = np.arange(len(owner), dtype=np.int64) + np.repeat(lo - (np.cumsum(counts) - counts), counts)
-    ts_rows = tp.row[si.dorder[pos]]
-    last = last_index_per_group(opt_ts[ts_rows].astype(bool), owner, len(need))
+    # the last packet of the old direction that carried timestamps: the first one walking back
+    # from the direction's end (the direction's last packet, when the connection used them)
+    back = si.dorder[::-1]
+    m = len(back)
+
+    def has_ts(q: I64, r: I64) -> BOOL:
+        ok: BOOL = opt_ts[tp.row[r]].astype(bool)
+        return ok
+
+    pos = first_in_spans(back, m - si.gend[g_old[need]], m - si.gstart[g_old[need]], has_ts)
     old_ts_row = np.full(len(cand), -1, dtype=np.int64)
-    old_ts_row[need] = np.where(last >= 0, ts_rows[last], -1)
+    old_ts_row[need] = np.where(pos >= 0, tp.row[back[pos]], -1)
     use_ts = old_ts_row >= 0
     old_ts = np.where(use_ts, tsval[old_ts_row].astype(np.int64), 0)
     ts_step = (tsval[syn_rows].astype(np.int64) - old_ts) & 0xFFFFFFFF
