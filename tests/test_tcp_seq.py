@@ -11,11 +11,12 @@ from analyzer.flows.tcp_seq import (
     NONE,
     factorize_runs,
     first_after,
+    first_in_spans,
     first_index_per_group,
     first_row_per_group,
-    last_index_per_group,
     reduce_per_group,
     segmented_running_max,
+    sort_keys,
 )
 
 values = st.integers(-(2**40), 2**40) | st.just(int(NONE))
@@ -42,16 +43,14 @@ def test_segmented_running_max(items: list[tuple[bool, int]], inclusive: bool) -
 
 @settings(max_examples=100, deadline=None, derandomize=True)
 @given(st.lists(st.tuples(st.integers(0, 5), st.booleans()), max_size=30))
-def test_first_and_last_index_per_group(items: list[tuple[int, bool]]) -> None:
+def test_first_index_per_group(items: list[tuple[int, bool]]) -> None:
     items = sorted(items, key=lambda x: x[0])  # groups contiguous
     groups = np.array([g for g, _ in items], dtype=np.int64)
     mask = np.array([m for _, m in items], dtype=bool)
     first = first_index_per_group(mask, groups, 6).tolist()
-    last = last_index_per_group(mask, groups, 6).tolist()
     for g in range(6):
         hits = [i for i, (gg, m) in enumerate(items) if gg == g and m]
         assert first[g] == (hits[0] if hits else -1)
-        assert last[g] == (hits[-1] if hits else -1)
 
 
 @settings(max_examples=100, deadline=None, derandomize=True)
@@ -110,3 +109,35 @@ def test_factorize_runs(runs: list[list[int]], bits: int) -> None:
     expected, _ = pd.factorize(pd.Series([",".join(map(str, run)) for run in runs], dtype=object))
     assert codes.tolist() == list(expected)
     assert first.tolist() == [list(expected).index(c) for c in range(len(first))]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    st.lists(st.integers(0, 9), max_size=30),
+    st.lists(st.tuples(st.integers(0, 31), st.integers(0, 31)), max_size=10),
+    st.integers(0, 3),
+)
+def test_first_in_spans(values: list[int], spans: list[tuple[int, int]], rounds: int) -> None:
+    """Positions of the first even value in each span, on both paths (rounds=0: scan only)."""
+    rows = np.array(values, dtype=np.int64)
+    lo = np.array([min(a, len(values)) for a, _ in spans], dtype=np.int64)
+    hi = np.array([min(b, len(values)) for _, b in spans], dtype=np.int64)
+
+    def even(q: np.ndarray, r: np.ndarray) -> np.ndarray:
+        return np.asarray(r % 2 == 0)
+
+    got = first_in_spans(rows, lo, hi, even, rounds=rounds).tolist()
+    for k in range(len(spans)):
+        hits = [p for p in range(int(lo[k]), int(hi[k])) if values[p] % 2 == 0]
+        assert got[k] == (hits[0] if hits else -1)
+
+
+@settings(max_examples=50, deadline=None, derandomize=True)
+@given(st.lists(st.lists(st.integers(0, 2**40 - 1), max_size=10), max_size=5), st.booleans())
+def test_sort_keys(parts: list[list[int]], narrow: bool) -> None:
+    """Keys below 2**32 take the uint32 sort, wider ones the int64 sort."""
+    bound = 1 << (32 if narrow else 40)
+    parts = [[v % bound for v in p] for p in parts]
+    got = sort_keys([np.array(p, dtype=np.int64) for p in parts], bound)
+    assert got.dtype == np.int64
+    assert got.tolist() == sorted(v for p in parts for v in p)

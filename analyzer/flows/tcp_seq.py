@@ -114,17 +114,6 @@ def first_row_per_group(rows: I64, group_of: I64, n_groups: int) -> I64:
     return out
 
 
-def last_index_per_group(mask: BOOL, group_of: I64, n_groups: int) -> I64:
-    """Index of the last True of ``mask`` per group (array order), -1 where none."""
-    out = np.full(n_groups, -1, dtype=np.int64)
-    idx = np.flatnonzero(mask)
-    if len(idx):
-        g = group_of[idx]
-        last = np.r_[g[1:] != g[:-1], True]
-        out[g[last]] = idx[last]
-    return out
-
-
 def reduce_per_group(ufunc: np.ufunc, values: I64, group_of: I64, n_groups: int, fill: int) -> I64:
     """``ufunc`` reduction of ``values`` per group (``fill`` for groups without values).
 
