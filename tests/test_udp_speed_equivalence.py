@@ -332,6 +332,16 @@ def test_without_payload_bytes(tmp_path: Path) -> None:
     assert {(d["sha256"], d["preview"]) for d in datagrams} == {(None, "")}
 
 
+def test_proto_categories_other_than_the_schema_s(tmp_path: Path) -> None:
+    # A PACKETS frame whose proto column holds only the protocols present (no "icmp" category).
+    path = lost_replies().write(tmp_path / "l.pcap")
+    packets = analyzer.read_packets(path)
+    narrowed = packets.assign(proto=packets["proto"].astype(str).astype("category"))
+    assert "icmp" not in narrowed["proto"].cat.categories
+    with CaptureBytes(path) as payloads:
+        assert analyze_udp(narrowed, payloads).records == analyze_udp(packets, payloads).records
+
+
 def test_no_udp_writes_nothing(tmp_path: Path) -> None:
     tl = Timeline()
     tl.add(icmp_port_unreachable(udp(CLIENT, SERVER, b"x"), SERVER[0]))

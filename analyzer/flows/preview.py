@@ -127,7 +127,9 @@ def json_bodies(
     pos = w + np.arange(0, 4 * len(w), 4)
     values = body[w]
     _write_escapes(out, pos, values)
-    _write_specials(out, pos, values, y[w + 1], np.searchsorted(w, ends[cut]))
+    cr = np.flatnonzero(values == 0x0D)
+    crlf = cr[y[w[cr] + 1] == 0x0A]
+    _write_specials(out, pos, values, crlf, np.searchsorted(w, ends[cut]))
     return out.tobytes().replace(bytes([FILLER]), b"").split(bytes([SEPARATOR]))[:-1]
 
 
@@ -144,13 +146,11 @@ def _write_escapes(out: U8, pos: I64, values: U8) -> None:
     out[4:][pos] = _LO.take(values)
 
 
-def _write_specials(out: U8, pos: I64, values: U8, following: U8, cut: I64) -> None:
+def _write_specials(out: U8, pos: I64, values: U8, dropped: I64, cut: I64) -> None:
     """The wide tokens that are not escapes, over their escapes: newlines, quotes, backslashes,
-    the \\r of a \\r\\n, and the end of a cut head. ``pos``, ``values`` and ``following`` (the
-    next byte) are by wide byte; ``cut`` holds the ranks of the cut heads' ends among them."""
+    the \\r of a \\r\\n (``dropped``), and the end of a cut head (``cut``). ``pos`` and
+    ``values`` are by wide byte; ``dropped`` and ``cut`` are ranks among the wide bytes."""
     named = np.flatnonzero((values == 0x0A) | (values == 0x22) | (values == 0x5C))
-    cr = np.flatnonzero(values == 0x0D)
-    dropped = cr[following[cr] == 0x0A]
     ranks = np.concatenate([named, dropped, cut])
     if not len(ranks):
         return

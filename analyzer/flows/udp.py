@@ -144,7 +144,7 @@ def analyze_udp(packets: pd.DataFrame, payloads: CaptureBytes | None) -> UdpFlow
     """Reconstruct the UDP conversations of a PACKETS frame (``payloads`` gives the bytes)."""
     # Non-first IP fragments and cut UDP headers have no ports: not datagrams we can place.
     ports = (packets["sport"].to_numpy() != 0) | (packets["dport"].to_numpy() != 0)
-    udp = np.flatnonzero((packets["proto"] == "udp").to_numpy() & ports)
+    udp = np.flatnonzero(_is_proto(packets, "udp") & ports)
     if len(udp) == 0:
         return UdpFlows(table=_empty_table())
     icmp = np.flatnonzero(_icmp_unreachable_mask(packets))
@@ -245,11 +245,19 @@ def _conversations(
 # -- keys -------------------------------------------------------------------------------------
 
 
-def _icmp_unreachable_mask(packets: pd.DataFrame) -> BoolArr:
+def _is_proto(packets: pd.DataFrame, name: str) -> BoolArr:
+    """``packets["proto"] == name``, compared on the categorical codes (PACKETS' proto column)."""
     proto = packets["proto"]
+    code = int(proto.cat.categories.get_indexer(pd.Index([name]))[0])
+    if code < 0:  # -1 would match the missing values
+        return np.zeros(len(proto), dtype=bool)
+    return np.asarray(proto.cat.codes.to_numpy() == code, dtype=bool)
+
+
+def _icmp_unreachable_mask(packets: pd.DataFrame) -> BoolArr:
     icmp_type = packets["icmp_type"].to_numpy()
-    v4 = (proto == "icmp").to_numpy() & (icmp_type == ICMP4_UNREACHABLE)
-    v6 = (proto == "icmpv6").to_numpy() & (icmp_type == ICMP6_UNREACHABLE)
+    v4 = _is_proto(packets, "icmp") & (icmp_type == ICMP4_UNREACHABLE)
+    v6 = _is_proto(packets, "icmpv6") & (icmp_type == ICMP6_UNREACHABLE)
     quoted_udp = packets["inner_proto"].to_numpy() == IPPROTO_UDP
     return np.asarray((v4 | v6) & quoted_udp, dtype=bool)
 
@@ -687,9 +695,42 @@ _PAIR_ITEMS = 4  # {"request":, request, reply, latency_ms
 
 
 def _json_chunks(f: UdpFacts, records_per_chunk: int) -> Iterator[bytes]:
-    columns = _JsonColumns(f)
+    items, starts = _json_items(f)
     for c0 in range(0, f.dg.n_conv, records_per_chunk):
-        yield b"".join(columns.items(c0, min(c0 + records_per_chunk, f.dg.n_conv)).tolist())
+        part = items[starts[c0] : starts[min(c0 + records_per_chunk, f.dg.n_conv)]].tolist()
+        part[0] = b'{"id":'  # no separator before a chunk's first record: the caller writes it
+        yield b"".join(part)
+
+
+def _json_items(f: UdpFacts) -> tuple[OBJ, I64]:
+    """Every item of every record, in text order, and where each record's items start."""
+    dg, pairs = f.dg, f.pairs
+    n_dg = np.diff(dg.bounds)
+    hits_per_conv = np.bincount(f.icmp.conv, minlength=dg.n_conv)
+    after = _HEAD_ITEMS + _DATAGRAM_ITEMS * n_dg + _PAIR_ITEMS * pairs.exchanges
+    count = after + 1 + np.where(hits_per_conv > 0, hits_per_conv + 1, 0)
+    starts = np.concatenate([[0], np.cumsum(count)])
+    start = starts[:-1]
+    items = np.empty(int(starts[-1]), dtype=object)
+    items[start] = RECORD_SEPARATOR + b'{"id":'
+    for k, column in enumerate(_head_items(f)):
+        items[start + 1 + k] = column
+    _place(items, start + _HEAD_ITEMS, n_dg, _datagram_items(f))
+    _place(items, start + after - _PAIR_ITEMS * pairs.exchanges, pairs.exchanges, _pair_items(f))
+    items[start + after] = _after_pairs(pairs.exchanges, pairs.echo, hits_per_conv > 0)
+    with_hits = np.flatnonzero(hits_per_conv)
+    _place(items, start[with_hits] + after[with_hits] + 1, hits_per_conv[with_hits], (_hit_items(f),))
+    items[start[with_hits] + count[with_hits] - 1] = b"]}"
+    return items, starts
+
+
+def _place(items: OBJ, first: I64, counts: I64, columns: tuple[OBJ, ...]) -> None:
+    """Put the rows of ``columns``, ``counts[r]`` rows of ``len(columns)`` items from ``first[r]``."""
+    width = len(columns)
+    row_start = np.cumsum(counts) - counts
+    at = np.repeat(first - width * row_start, counts) + width * np.arange(int(counts.sum()))
+    for k, column in enumerate(columns):
+        items[at + k] = column
 
 
 def _numbers(values: npt.NDArray[np.int64] | npt.NDArray[np.float64]) -> OBJ:
@@ -697,9 +738,8 @@ def _numbers(values: npt.NDArray[np.int64] | npt.NDArray[np.float64]) -> OBJ:
     the Python numbers the records hold; no comma inside a number, so the list splits)."""
     out = np.empty(len(values), dtype=object)
     if len(values):
-        out[:] = orjson.dumps(np.ascontiguousarray(values), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(
-            b","
-        )
+        text = orjson.dumps(np.ascontiguousarray(values), option=orjson.OPT_SERIALIZE_NUMPY)
+        out[:] = text[1:-1].split(b",")
     return out
 
 
@@ -716,121 +756,81 @@ def _by_value(values: I64, text: Any) -> OBJ:
     return frags
 
 
-class _JsonColumns:
-    """Every item of every record, as columns (per conversation, datagram, pair or ICMP hit)."""
+def _head_items(f: UdpFacts) -> tuple[OBJ, ...]:
+    """Id, client and server of every conversation."""
+    dg = f.dg
 
-    def __init__(self, f: UdpFacts) -> None:
-        dg, pairs = f.dg, f.pairs
-        self.f = f
-        self.ids = _numbers(np.arange(dg.n_conv, dtype=np.int64))
-        self.client = _by_value(
-            dg.client_ep >> 16, lambda a: b',"client":{"ip":' + orjson.dumps(f.addrs[a]) + b',"port":'
-        )
-        self.client_port = _numbers(dg.client_ep & 0xFFFF)
-        self.server = _by_value(
-            dg.server_ep >> 16, lambda a: b'},"server":{"ip":' + orjson.dumps(f.addrs[a]) + b',"port":'
-        )
-        self.server_port = _numbers(dg.server_ep & 0xFFFF)
-        # Datagrams in conversation order; the first of a conversation opens the list, the
-        # others close the previous datagram.
-        order = dg.order
-        first = np.zeros(len(order), dtype=bool)
-        first[dg.bounds[:-1]] = True
-        leads = [
-            b'"},{"dir":"c2s","ts":',
-            b'"},{"dir":"s2c","ts":',
-            b'},"datagrams":[{"dir":"c2s","ts":',
-            b'},"datagrams":[{"dir":"s2c","ts":',
-        ]
-        self.datagram_lead = _objects(leads)[first * 2 + ~dg.c2s[order]]
-        self.ts = _numbers(dg.ts[order])
-        self.bytes = _by_value(dg.length[order], lambda n: b',"bytes":%d' % n)
-        self.sha256 = _sha256_items(dg.payload)[order]
-        self.preview = _objects(dg.payload.previews)[order]
-        # Pairs in conversation order; the first of a conversation closes the datagrams.
-        by_conv = f.pairs_by_conv
-        req, rep = pairs.request[by_conv], pairs.reply[by_conv]
-        pair_conv = dg.conv[req]
-        first_pair = np.ones(len(req), dtype=bool)
-        first_pair[1:] = pair_conv[1:] != pair_conv[:-1]
-        self.pair_lead = _objects([b'},{"request":', b'"}],"pairs":[{"request":'])[
-            first_pair.astype(np.int64)
-        ]
-        self.request = _by_value(dg.position[req], lambda p: b'%d,"reply":' % p)
-        self.reply = _by_value(dg.position[rep], lambda p: b'%d,"latency_ms":' % p)
-        self.latency = _numbers(pairs.latency_ms[by_conv])
-        self.hits_per_conv = np.bincount(f.icmp.conv, minlength=dg.n_conv)
-        self.after_pairs = _after_pairs(pairs.exchanges, pairs.echo, self.hits_per_conv > 0)
-        hits = [orjson.dumps(hit) for hit in _icmp_dicts(f)]
-        first_hit = np.ones(len(hits), dtype=bool)
-        first_hit[1:] = f.icmp.conv[1:] != f.icmp.conv[:-1]
-        self.hits = _objects(
-            [h if is_first else b"," + h for h, is_first in zip(hits, first_hit.tolist(), strict=True)]
-        )
-        self.pair_starts = np.concatenate([[0], np.cumsum(pairs.exchanges)])
-        self.hit_starts = np.concatenate([[0], np.cumsum(self.hits_per_conv)])
+    def address(key: bytes) -> Any:
+        return lambda a: key + orjson.dumps(f.addrs[a]) + b',"port":'
 
-    def items(self, c0: int, c1: int) -> OBJ:
-        """The items of records c0..c1-1, in text order (records separated by RECORD_SEPARATOR)."""
-        dg = self.f.dg
-        n_dg = np.diff(dg.bounds[c0 : c1 + 1])
-        n_pairs = self.f.pairs.exchanges[c0:c1]
-        n_hits = self.hits_per_conv[c0:c1]
-        after = _HEAD_ITEMS + _DATAGRAM_ITEMS * n_dg + _PAIR_ITEMS * n_pairs
-        count = after + 1 + np.where(n_hits > 0, n_hits + 1, 0)
-        start = np.cumsum(count) - count
-        items = np.empty(int(count.sum()), dtype=object)
-        items[start] = b'{"id":'
-        items[start[1:]] = RECORD_SEPARATOR + b'{"id":'
-        for k, column in enumerate((self.ids, self.client, self.client_port, self.server, self.server_port)):
-            items[start + 1 + k] = column[c0:c1]
-        _place(
-            items,
-            start + _HEAD_ITEMS,
-            n_dg,
-            _DATAGRAM_ITEMS,
-            dg.bounds[c0],
-            dg.bounds[c1],
-            (self.datagram_lead, self.ts, self.bytes, self.sha256, self.preview),
-        )
-        _place(
-            items,
-            start + after - _PAIR_ITEMS * n_pairs,
-            n_pairs,
-            _PAIR_ITEMS,
-            self.pair_starts[c0],
-            self.pair_starts[c1],
-            (self.pair_lead, self.request, self.reply, self.latency),
-        )
-        items[start + after] = self.after_pairs[c0:c1]
-        _place(items, start + after + 1, n_hits, 1, self.hit_starts[c0], self.hit_starts[c1], (self.hits,))
-        with_hits = np.flatnonzero(n_hits)
-        items[start[with_hits] + count[with_hits] - 1] = b"]}"
-        return items
+    return (
+        _numbers(np.arange(dg.n_conv, dtype=np.int64)),
+        _by_value(dg.client_ep >> 16, address(b',"client":{"ip":')),
+        _numbers(dg.client_ep & 0xFFFF),
+        _by_value(dg.server_ep >> 16, address(b'},"server":{"ip":')),
+        _numbers(dg.server_ep & 0xFFFF),
+    )
 
 
-def _place(
-    items: OBJ, first: I64, counts: I64, width: int, lo: int, hi: int, columns: tuple[OBJ, ...]
-) -> None:
-    """Put rows lo..hi-1 of ``columns`` (``counts`` rows per record, each ``width`` items) from ``first``."""
-    if hi == lo:
-        return
-    local_start = np.cumsum(counts) - counts
-    at = np.repeat(first - width * local_start, counts) + width * np.arange(hi - lo)
-    for k, column in enumerate(columns):
-        items[at + k] = column[lo:hi]
+_DATAGRAM_LEADS = (
+    b'"},{"dir":"c2s","ts":',
+    b'"},{"dir":"s2c","ts":',
+    b'},"datagrams":[{"dir":"c2s","ts":',  # a conversation's first datagram opens the list
+    b'},"datagrams":[{"dir":"s2c","ts":',
+)
 
 
-def _sha256_items(payload: _Payloads) -> OBJ:
-    """``,"sha256":"<hex>","preview":"`` of every datagram (null when the payload was cut)."""
+def _datagram_items(f: UdpFacts) -> tuple[OBJ, ...]:
+    """The datagrams in conversation order; each but the first closes the one before it."""
+    dg = f.dg
+    order = dg.order
+    first = np.zeros(len(order), dtype=np.int64)
+    first[dg.bounds[:-1]] = 2
+    return (
+        _objects(_DATAGRAM_LEADS)[first + ~dg.c2s[order]],
+        _numbers(dg.ts[order]),
+        _by_value(dg.length[order], lambda n: b',"bytes":%d' % n),
+        _sha256_items(dg.payload, order),
+        _objects(dg.payload.previews)[order],
+    )
+
+
+def _pair_items(f: UdpFacts) -> tuple[OBJ, ...]:
+    """The pairs in conversation order; the first of a conversation closes its datagrams."""
+    dg, pairs = f.dg, f.pairs
+    by_conv = f.pairs_by_conv
+    req, rep = pairs.request[by_conv], pairs.reply[by_conv]
+    pair_conv = dg.conv[req]
+    first = np.ones(len(req), dtype=np.int64)
+    first[1:] = pair_conv[1:] != pair_conv[:-1]
+    return (
+        _objects([b'},{"request":', b'"}],"pairs":[{"request":'])[first],
+        _by_value(dg.position[req], lambda p: b'%d,"reply":' % p),
+        _by_value(dg.position[rep], lambda p: b'%d,"latency_ms":' % p),
+        _numbers(pairs.latency_ms[by_conv]),
+    )
+
+
+def _hit_items(f: UdpFacts) -> OBJ:
+    """The ICMP errors in conversation order, each but a conversation's first after a comma."""
+    conv = f.icmp.conv
+    first = np.ones(len(conv), dtype=bool)
+    first[1:] = conv[1:] != conv[:-1]
+    texts = [orjson.dumps(hit) for hit in _icmp_dicts(f)]
+    return _objects([t if is_first else b"," + t for t, is_first in zip(texts, first.tolist(), strict=True)])
+
+
+def _sha256_items(payload: _Payloads, rows: I64) -> OBJ:
+    """``,"sha256":"<hex>","preview":"`` of the datagrams ``rows`` (null when the payload was cut)."""
     head, tail = b',"sha256":"', b'","preview":"'
-    hexes = np.frombuffer(payload.digests.hex().encode(), dtype=np.uint8).reshape(-1, 64)
+    digests = np.frombuffer(payload.digests, dtype=np.uint8).reshape(-1, 32)[rows]
+    hexes = np.frombuffer(digests.tobytes().hex().encode(), dtype=np.uint8).reshape(-1, 64)
     text = np.empty((len(hexes), len(head) + 64 + len(tail)), dtype=np.uint8)
     text[:, : len(head)] = np.frombuffer(head, dtype=np.uint8)
     text[:, len(head) : len(head) + 64] = hexes
     text[:, len(head) + 64 :] = np.frombuffer(tail, dtype=np.uint8)
     items = _objects(text.view(f"S{text.shape[1]}").ravel().tolist())
-    items[~payload.whole] = b',"sha256":null,"preview":"'
+    items[~payload.whole[rows]] = b',"sha256":null,"preview":"'
     return items
 
 
