@@ -535,24 +535,40 @@ def gap_ack_events(tp: TcpPackets, si: SeqInfo, gaps: list[list[list[int]]], ori
     return out
 
 
-def _zeek_state_codes(tp: TcpPackets, si: SeqInfo, orig_dir: I64) -> tuple[I64, I64]:
+def _state_code_table() -> I64:
+    """Zeek state code of a packet (without the originator bit 32) by its kind byte."""
+    k = np.arange(64)
+    table: I64 = (
+        ((k & TCP_SYN) != 0) * 16
+        + ((k & TCP_FIN) != 0) * 8
+        + ((k & TCP_RST) != 0) * 4
+        + ((k & TCP_ACK) != 0) * 2
+        + (k >> 5)
+    ).astype(np.int64)
+    return table
+
+
+_STATE_CODE = _state_code_table()
+
+
+def _zeek_state_codes(
+    tp: TcpPackets, si: SeqInfo, orig_dir: I64, kinds: npt.NDArray[np.uint8]
+) -> tuple[I64, I64]:
     """(block, code) of the packets that can move Zeek's endpoint states, in packet order.
 
     Those are the SYN/FIN/RST packets, the originator's first packet and the responder's packets
     up to its first one that is not an empty plain segment.
     """
     nb = tp.n_blocks
-    flags = tp.flags
-    plen = tp.plen
     ctl_bits = TCP_SYN | TCP_FIN | TCP_RST
-    sel = (flags & ctl_bits) != 0
+    sel = (kinds & ctl_bits) != 0
     og = 2 * np.arange(nb, dtype=np.int64) + orig_dir
     has_orig = si.gend[og] > si.gstart[og]
     sel[si.dorder[si.gstart[og[has_orig]]]] = True
     rg = og ^ 1
 
     def not_plain_empty(q: I64, r: I64) -> BOOL:
-        ok: BOOL = ((flags[r] & ctl_bits) != 0) | (plen[r] > 0)
+        ok: BOOL = (kinds[r] & (32 | ctl_bits)) != 0
         return ok
 
     # in dorder, the responder's lead runs from its first packet to that one (or to its last)
@@ -562,16 +578,8 @@ def _zeek_state_codes(tp: TcpPackets, si: SeqInfo, orig_dir: I64) -> tuple[I64, 
     pos = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(lo - (np.cumsum(counts) - counts), counts)
     sel[si.dorder[pos]] = True
     idx = np.flatnonzero(sel)
-    f = flags[idx]
     b = tp.block[idx]
-    code = (
-        (tp.dir[idx] == orig_dir[b]) * 32
-        + ((f & TCP_SYN) != 0) * 16
-        + ((f & TCP_FIN) != 0) * 8
-        + ((f & TCP_RST) != 0) * 4
-        + ((f & TCP_ACK) != 0) * 2
-        + (plen[idx] > 0)
-    ).astype(np.int64)
+    code: I64 = _STATE_CODE[kinds[idx]] + (tp.dir[idx] == orig_dir[b]) * 32
     return b, code
 
 
@@ -591,7 +599,7 @@ def analyze_interop(
     history, needs_model = _zeek_letters(tp, si, orig_dir, flip, gap_ack, kinds)
 
     # Endpoint states, one model run per distinct reduced event string.
-    eb, code = _zeek_state_codes(tp, si, orig_dir)
+    eb, code = _zeek_state_codes(tp, si, orig_dir, kinds)
     # a repeated code does not move the model again
     keep = _run_starts(code) | _run_starts(eb)
     eb, code = eb[keep], code[keep]
@@ -694,7 +702,7 @@ def _packet_kinds(tp: TcpPackets) -> npt.NDArray[np.uint8]:
     What both the completeness bits and the plain-segment letters of the history depend on.
     """
     kinds: npt.NDArray[np.uint8] = (tp.flags & 0x1F).astype(np.uint8)
-    kinds[tp.plen > 0] |= 32
+    kinds |= (tp.plen > 0).view(np.uint8) << 5
     return kinds
 
 
