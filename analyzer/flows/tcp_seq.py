@@ -232,14 +232,18 @@ def factorize_runs(symbols: I64, run_start: I64, run_len: I64, bits: int) -> tup
     per = 63 // bits
     keys = np.zeros(nr, dtype=np.int64)
     if len(symbols):
-        k = np.arange(len(symbols), dtype=np.int64) - np.repeat(run_start, run_len)
+        long_runs = np.flatnonzero(run_len > per)
+        k = np.arange(len(symbols), dtype=np.int64)
+        k -= np.repeat(run_start, run_len)
         k *= bits
+        if len(long_runs):
+            np.minimum(k, 63, out=k)
         packed = symbols + 1
-        packed <<= np.minimum(k, 63)
-        packed[k >= per * bits] = 0
+        packed <<= k
+        if len(long_runs):
+            packed[k >= per * bits] = 0
         nonempty = run_len > 0
         keys[nonempty] = np.bitwise_or.reduceat(packed, run_start[nonempty])
-        long_runs = np.flatnonzero(run_len > per)
         if len(long_runs):
             raw = symbols.astype(np.uint8).tobytes()
             texts = [

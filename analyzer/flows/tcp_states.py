@@ -348,19 +348,16 @@ def select_events(
         later = first_ack_covering(tp, dir_rows[1 - d], later, td.fin_next_raw[d], exclude=TCP_FIN)
         add(np.where(fin_acked_by_fin, later, fa), int(Pk.ACK_OF_FIN))
 
-    # First data of each side, and its first new data after its own FIN.
+    # First data of each side, and its first new data after its own FIN (only data rows after
+    # their side's FIN can be late; few are).
     d_dir = tp.dir[data_rows]
     d_blk = blk[data_rows]
     own_fin_idx = td.fin_idx[d_dir, d_blk]
-    fin_rel = np.full((2, nb), np.iinfo(np.int64).max, dtype=np.int64)
-    for d in (C2S, S2C):
-        fi = td.fin_idx[d]
-        fin_rel[d][fi >= 0] = si.end[fi[fi >= 0]] - 1
-    late = (
-        (own_fin_idx >= 0)
-        & (data_rows > own_fin_idx)
-        & (si.data_start[data_rows] + tp.plen[data_rows] > fin_rel[d_dir, d_blk])
-    )
+    after_fin = np.flatnonzero((own_fin_idx >= 0) & (data_rows > own_fin_idx))
+    ar = data_rows[after_fin]
+    fin_end = si.end[own_fin_idx[after_fin]]
+    late = np.zeros(len(data_rows), dtype=bool)
+    late[after_fin] = si.data_start[ar] + tp.plen[ar] > fin_end - 1
     for d in (C2S, S2C):
         side = d_dir == d
         first_data = first_row_per_group(data_rows[side], blk, nb)
