@@ -55,7 +55,9 @@ def iter_json(report: Analysis | dict[str, Any]) -> Iterator[bytes]:
         ):
             yield name + b"[\n    "
             for k, chunk in enumerate(value.json_chunks()):
-                yield (RECORD_SEPARATOR + chunk) if k else chunk
+                if k:  # a separate item: prepending it would copy the (megabytes long) chunk
+                    yield RECORD_SEPARATOR
+                yield chunk
             yield b"\n  ]" + comma
             continue
         if isinstance(value, LazyRecords):
