@@ -136,13 +136,12 @@ class TcpFlows:
 
     def json_chunks(self, records_per_chunk: int = 8192) -> Iterator[bytes]:
         """``records`` as JSON text, records separated by ``,\\n    `` (chunks join with that too)."""
-        from analyzer.flows.tcp_json import RECORD_SEPARATOR, record_chunks
+        from analyzer.flows.tcp_json import join_records, record_chunks
 
         if self.facts is not None:
             yield from record_chunks(self.facts, records_per_chunk)
         elif self.texts:
-            for k in range(0, len(self.texts), records_per_chunk):
-                yield RECORD_SEPARATOR.join(self.texts[k : k + records_per_chunk])
+            yield from join_records(self.texts)
 
 
 @dataclass(frozen=True)
