@@ -22,6 +22,7 @@ analyzed again in the caller, with a warning.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import pickle
 import signal
@@ -150,7 +151,8 @@ def start_tcp(
         for out in (sys.stdout, sys.stderr):  # a fork would write buffered output twice
             out.flush()
         for k in range(1, len(job.cuts) - 1):
-            fh = tempfile.TemporaryFile()  # noqa: SIM115  # closed by TcpJob._collect
+            # closed by TcpJob._collect; a large buffer: the worker writes ~10^5 small texts
+            fh = tempfile.TemporaryFile(buffering=1 << 20)  # noqa: SIM115
             pid = os.fork()
             if pid == 0:
                 job.run_worker(k, fh)
@@ -189,7 +191,10 @@ def _write_share(fh: IO[bytes], share: _Share) -> None:
 def _read_share(fh: IO[bytes]) -> _Share:
     size = int.from_bytes(fh.read(8), "little")
     table, ids, lengths = pickle.loads(fh.read(size))  # our own worker's file, not input
-    blob = memoryview(fh.read())
+    # The texts are used where they lie: mapped, not copied (the mapping outlives the file).
+    end = os.fstat(fh.fileno()).st_size
+    mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if end > 8 + size else b""
+    blob = memoryview(mapped)[8 + size :]
     ends = np.cumsum(lengths).tolist()
     texts: list[bytes | memoryview] = [blob[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
     return _Share(table, ids, texts)
