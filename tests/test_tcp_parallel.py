@@ -178,3 +178,16 @@ def test_an_error_in_the_caller_leaves_no_worker_behind(
     for pid in started:  # reaped: no longer our child
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+
+
+@needs_fork
+def test_a_failed_fork_is_done_in_the_caller(
+    bench_capture: Path, serial: Analysis, small_shares: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    with pytest.warns(UserWarning, match="cannot fork a TCP worker"):
+        result = analyze(bench_capture, jobs=3)
+    _same(serial, result)

@@ -46,6 +46,7 @@ I64 = npt.NDArray[np.int64]
 
 # Below this many TCP packets per process a fork costs more than it saves.
 MIN_PACKETS_PER_WORKER = 50_000
+NOT_FORKED = -1  # the pid of a share whose fork failed (the caller analyzes it)
 
 
 def can_fork() -> bool:
@@ -96,6 +97,8 @@ class TcpJob:
         return _Share(flows.table, np.concatenate(ids) if ids else np.zeros(0, np.int64), texts)
 
     def _collect(self, k: int, pid: int, fh: IO[bytes]) -> _Share:
+        if pid == NOT_FORKED:
+            return self._analyze(k)
         _, status = os.waitpid(pid, 0)
         try:
             if os.waitstatus_to_exitcode(status) == 0:
@@ -153,7 +156,12 @@ def start_tcp(
         for k in range(1, len(job.cuts) - 1):
             # closed by TcpJob._collect; a large buffer: the worker writes ~10^5 small texts
             fh = tempfile.TemporaryFile(buffering=1 << 20)  # noqa: SIM115
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as exc:  # no fork here (process limit, sandbox): the caller does it
+                warnings.warn(f"cannot fork a TCP worker ({exc}); analyzing its share here", stacklevel=2)
+                fh.close()
+                pid = NOT_FORKED
             if pid == 0:
                 job.run_worker(k, fh)
             job.pids.append(pid)
