@@ -41,7 +41,7 @@ import pandas as pd
 
 from analyzer.decode.source import Buffer, CaptureBytes
 from analyzer.flows.preview import PREVIEW_BYTES, json_bodies, texts
-from analyzer.flows.tcp_data import HASH_BATCH, drop_resident_pages
+from analyzer.flows.tcp_data import drop_resident_pages
 
 I64 = npt.NDArray[np.int64]
 BoolArr = npt.NDArray[np.bool_]
@@ -54,6 +54,10 @@ try:  # optional C helper (setup.py): one call hashes every datagram; hashlib do
         _digest = None
 except ImportError:
     _digest = None
+
+# Datagrams hashed and previewed per batch: a batch's preview work arrays (tens of bytes per
+# payload byte) stay in memory the allocator hands back; bigger batches fault fresh pages in.
+DATAGRAM_BATCH = 4096
 
 ICMP4_UNREACHABLE = 3  # RFC 792 destination unreachable
 ICMP6_UNREACHABLE = 1  # RFC 4443 destination unreachable
@@ -171,6 +175,7 @@ class _Payloads:
         return self.digests[32 * row : 32 * row + 32] if self.whole[row] else None
 
     def sha256_hex(self) -> list[str | None]:
+        """Every datagram's sha256 as the report writes it: hex, or None when cut."""
         text = self.digests.hex()
         return [text[64 * i : 64 * i + 64] if w else None for i, w in enumerate(self.whole.tolist())]
 
@@ -315,8 +320,8 @@ def _hash_and_preview(offsets: I64, caplens: I64, lengths: I64, payloads: Captur
     starts = np.maximum(offsets, 0)
     digests: list[bytes] = []  # one joined batch each
     previews: list[bytes] = []
-    for part in range(0, n, HASH_BATCH):
-        begin, cap = starts[part : part + HASH_BATCH], caplens[part : part + HASH_BATCH]
+    for part in range(0, n, DATAGRAM_BATCH):
+        begin, cap = starts[part : part + DATAGRAM_BATCH], caplens[part : part + DATAGRAM_BATCH]
         batch_digests, heads = _digests_and_heads(payloads.data, begin, cap)
         digests.append(batch_digests)
         previews += json_bodies(heads, np.minimum(cap, PREVIEW_BYTES), cap > PREVIEW_BYTES)
@@ -332,12 +337,12 @@ def _digests_and_heads(data: Buffer, starts: I64, lengths: I64) -> tuple[bytes, 
         runs = np.arange(len(starts) + 1, dtype=np.int64)  # every payload is a run of one piece
         pieces = (data, starts, lengths, runs[:-1], runs[1:])
         return _digest.sha256_runs(*pieces), _digest.heads(*pieces, PREVIEW_BYTES)
-    payloads = list(map(data.__getitem__, map(slice, starts.tolist(), (starts + lengths).tolist())))
+    datagrams = list(map(data.__getitem__, map(slice, starts.tolist(), (starts + lengths).tolist())))
     sha = hashlib.sha256
-    digests = b"".join([sha(p).digest() for p in payloads])
+    digests = b"".join([sha(d).digest() for d in datagrams])
     for i in np.flatnonzero(lengths > PREVIEW_BYTES).tolist():
-        payloads[i] = payloads[i][:PREVIEW_BYTES]
-    return digests, payloads
+        datagrams[i] = datagrams[i][:PREVIEW_BYTES]
+    return digests, datagrams
 
 
 # -- pairing ----------------------------------------------------------------------------------
