@@ -158,9 +158,12 @@ def analyze(
         raise UsageError(f"invalid MSL {msl!r}", hint="pass a positive number of seconds, e.g. --msl 30")
     if not (isinstance(jobs, int) and jobs >= 0):
         raise UsageError(f"invalid number of jobs {jobs!r}", hint="pass 1 or more, or 0 for one per CPU")
+    # The flow modules (and pandas, which they import) load on a second thread while the
+    # capture decodes; the decoder needs only numpy until it assembles the frame.
+    from analyzer.decode.native import import_in_background, usable_cpus
+
     workers = jobs if jobs > 0 else usable_cpus()
-    # Decode first: the native engine imports pandas on a second thread meanwhile (the flow
-    # modules below import it too, so they load after).
+    import_in_background("analyzer.flows.tcp_parallel", "analyzer.flows.udp")
     packets = read_packets(path, engine=engine)
     from analyzer.flows.tcp_parallel import start_tcp
     from analyzer.flows.udp import analyze_udp
@@ -186,13 +189,6 @@ def analyze(
         msl=float(msl),
         engine=engine,
     )
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, where the platform has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 @contextmanager

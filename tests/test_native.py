@@ -342,3 +342,48 @@ def test_c_walker_is_built_where_a_compiler_exists() -> None:
     from analyzer.decode import container
 
     assert container._walk is not None, "setup.py's optional extension failed to build"
+
+
+# -- layers decoded on several threads ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("name", sorted(__import__("capbuild").CAPTURES))
+def test_threaded_decode_equals_one_thread(
+    name: str, threads: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ranges of records decoded apart and joined give the one-thread frame (IPv6 and ICMP
+    quoted-address indexes are shifted to the range's start)."""
+    import capbuild
+    import pandas.testing as pdt
+
+    from analyzer.decode import native
+
+    path = capbuild.CAPTURES[name](tmp_path)
+    one = analyzer.read_packets(path)
+    monkeypatch.setattr(native, "THREAD_MIN_RECORDS", 1)
+    monkeypatch.setattr(native, "MAX_THREADS", threads)
+    monkeypatch.setattr(native, "usable_cpus", lambda: threads)
+    pdt.assert_frame_equal(analyzer.read_packets(path), one)
+
+
+def test_threaded_decode_reraises_a_thread_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import capbuild
+
+    from analyzer.decode import native
+
+    path = capbuild.CAPTURES["pcap_ipv6"](tmp_path)
+    calls: list[int] = []
+    real = native.decode_layers
+
+    def second_fails(buf: object, rec: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            raise MemoryError("decode thread")
+        return real(buf, rec)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(native, "decode_layers", second_fails)
+    monkeypatch.setattr(native, "THREAD_MIN_RECORDS", 1)
+    monkeypatch.setattr(native, "usable_cpus", lambda: 2)
+    with pytest.raises(MemoryError, match="decode thread"):
+        analyzer.read_packets(path)

@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from analyzer.decode.layers import I64, U8, Layers, put, take
+from analyzer.decode.layers import I64, U8, put, take
 from analyzer.decode.wire import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, NOTE_TOKENS
 from analyzer.schema import PROTO_DTYPE
 
@@ -41,14 +41,14 @@ def addresses(
     return pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=object))
 
 
-def proto_column(ly: Layers) -> pd.Categorical:
+def proto_column(ip_proto: U8, ip_version: U8) -> pd.Categorical:
     # codes follow PROTO_DTYPE's categories: tcp, udp, icmp, icmpv6, other
     lut = np.full(256, 4, dtype=np.int8)
     lut[IPPROTO_TCP], lut[IPPROTO_UDP] = 0, 1
-    codes = lut[ly.ip_proto]
-    codes[(ly.ip_proto == IPPROTO_ICMP) & (ly.ip_version == 4)] = 2
-    codes[(ly.ip_proto == IPPROTO_ICMPV6) & (ly.ip_version == 6)] = 3
-    codes[ly.ip_version == 0] = 4
+    codes = lut[ip_proto]
+    codes[(ip_proto == IPPROTO_ICMP) & (ip_version == 4)] = 2
+    codes[(ip_proto == IPPROTO_ICMPV6) & (ip_version == 6)] = 3
+    codes[ip_version == 0] = 4
     return pd.Categorical.from_codes(codes, dtype=PROTO_DTYPE)
 
 
