@@ -166,8 +166,10 @@ def analyze(
     from analyzer.decode.native import import_in_background, usable_cpus
 
     workers = jobs if jobs > 0 else usable_cpus()
-    import_in_background("analyzer.flows.tcp_parallel", "analyzer.flows.udp")
+    preload = import_in_background("analyzer.flows.tcp_parallel", "analyzer.flows.udp")
     packets = read_packets(path, engine=engine)
+    if preload is not None:
+        preload.join()  # no thread may be running when the TCP analysis forks
     from analyzer.flows.tcp_parallel import start_tcp
     from analyzer.flows.udp import analyze_udp
 
