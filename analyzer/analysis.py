@@ -29,6 +29,8 @@ from analyzer.errors import CaptureFormatError, InputError, UsageError
 if TYPE_CHECKING:
     import pandas as pd
 
+    Table = pd.DataFrame | Callable[[], pd.DataFrame]  # a table, or how to make it on first use
+
 SCHEMA_ID = "analyzer.report/1"
 DEFAULT_MSL = 30.0  # seconds: 2*MSL = 60 s, Linux's fixed TCP_TIMEWAIT_LEN
 # What analyzing a UDP packet costs in TCP packets (1M bench capture: 2.5 us against 1.4 us):
@@ -119,18 +121,46 @@ class LazyRecords(Sequence[dict[str, Any]]):
         return f"LazyRecords({self._count} records{'' if self.built else ', not built yet'})"
 
 
-@dataclass(frozen=True, eq=False)
 class Analysis:
-    """Everything known about one capture: the packet table, one row per flow, the report records."""
+    """Everything known about one capture: the packet table, one row per flow, the report records.
 
-    capture: CaptureInfo
-    packets: pd.DataFrame  # analyzer.schema.PACKETS
-    tcp: pd.DataFrame  # one row per TCP connection (analyzer.flows.tcp)
-    udp: pd.DataFrame  # one row per UDP conversation (analyzer.flows.udp)
-    tcp_records: Sequence[dict[str, Any]]  # a list, or LazyRecords (what ``analyze`` gives)
-    udp_records: Sequence[dict[str, Any]]
-    msl: float = DEFAULT_MSL
-    engine: str = "native"
+    ``tcp`` and ``udp`` may be given as callables: they are made on first use (the JSON report
+    reads only the records, and merging the tables of ``analyzer.flows.tcp_parallel``'s
+    workers costs time). Treat an Analysis as read-only.
+    """
+
+    def __init__(
+        self,
+        capture: CaptureInfo,
+        packets: pd.DataFrame,  # analyzer.schema.PACKETS
+        tcp: Table,  # one row per TCP connection (analyzer.flows.tcp)
+        udp: Table,  # one row per UDP conversation (analyzer.flows.udp)
+        tcp_records: Sequence[dict[str, Any]],  # a list, or LazyRecords (what ``analyze`` gives)
+        udp_records: Sequence[dict[str, Any]],
+        msl: float = DEFAULT_MSL,
+        engine: str = "native",
+    ) -> None:
+        self.capture = capture
+        self.packets = packets
+        self._tables: dict[str, Table] = {"tcp": tcp, "udp": udp}
+        self.tcp_records = tcp_records
+        self.udp_records = udp_records
+        self.msl = msl
+        self.engine = engine
+
+    @property
+    def tcp(self) -> pd.DataFrame:
+        return self._table("tcp")
+
+    @property
+    def udp(self) -> pd.DataFrame:
+        return self._table("udp")
+
+    def _table(self, name: str) -> pd.DataFrame:
+        table = self._tables[name]
+        if callable(table):
+            table = self._tables[name] = table()
+        return table
 
     def to_dict(self) -> dict[str, Any]:
         """The ``analyzer.report/1`` document (render it with ``analyzer.report.json_report``)."""
@@ -188,9 +218,9 @@ def analyze(
     return Analysis(
         capture=capture,
         packets=packets,
-        tcp=tcp.table,
+        tcp=lambda: tcp.table,
         udp=udp.table,
-        tcp_records=LazyRecords(len(tcp.table), lambda: tcp.records, tcp.json_chunks),
+        tcp_records=LazyRecords(tcp.count, lambda: tcp.records, tcp.json_chunks),
         udp_records=LazyRecords(len(udp.table), lambda: udp.records, udp.json_chunks),
         msl=float(msl),
         engine=engine,

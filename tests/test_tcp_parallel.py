@@ -191,3 +191,14 @@ def test_a_failed_fork_is_done_in_the_caller(
     with pytest.warns(UserWarning, match="cannot fork a TCP worker"):
         result = analyze(bench_capture, jobs=3)
     _same(serial, result)
+
+
+@needs_fork
+def test_the_json_report_does_not_merge_the_tables(
+    bench_capture: Path, serial: Analysis, small_shares: None
+) -> None:
+    result = analyze(bench_capture, jobs=2)
+    assert render_json(result) == render_json(serial)
+    assert callable(result._tables["tcp"])  # the workers' tables are merged on first use only
+    pdt.assert_frame_equal(result.tcp, serial.tcp)
+    assert not callable(result._tables["tcp"]) and result.tcp is result.tcp

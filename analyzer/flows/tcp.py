@@ -20,7 +20,7 @@ the ``analyzer.report/1`` JSON document.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -117,12 +117,28 @@ class TcpFlows:
     connections without a holder, empty ``gaps``) are shared between records.
     """
 
-    table: pd.DataFrame
+    # The table, or how to make it on first use (``tcp_parallel`` merges its workers' tables
+    # only when someone reads it: the JSON report does not).
+    frame: pd.DataFrame | Callable[[], pd.DataFrame] = field(repr=False)
     facts: TcpFacts | None = field(default=None, repr=False)
     streams: _Streams | None = field(default=None, repr=False)
     # Instead of facts: every record's JSON text, in id order (``tcp_parallel`` merges the
     # texts its workers wrote; the facts stayed in the workers).
     texts: Sequence[bytes | memoryview] | None = field(default=None, repr=False)
+
+    @cached_property
+    def table(self) -> pd.DataFrame:
+        """One row per connection, in id order (``TCP_FLOWS`` columns)."""
+        return self.frame() if callable(self.frame) else self.frame
+
+    @property
+    def count(self) -> int:
+        """How many connections (without making the table)."""
+        if self.facts is not None:
+            return self.facts.n_blocks
+        if self.texts is not None:
+            return len(self.texts)
+        return len(self.table)
 
     @cached_property
     def records(self) -> list[dict[str, Any]]:
@@ -220,7 +236,7 @@ def analyze_connections(tp: TcpPackets, payloads: CaptureBytes | None, *, msl: f
     order = np.argsort(tp.conn_id)
     table = table.iloc[order].reset_index(drop=True)
     facts = TcpFacts(tp, hs, data, td, io, timeline_entries(tp, st), anomalies, order)
-    return TcpFlows(table=table, facts=facts, streams=_Streams(tp.conn_id, data.stream_index))
+    return TcpFlows(frame=table, facts=facts, streams=_Streams(tp.conn_id, data.stream_index))
 
 
 # ---------------------------------------------------------------------------------------------

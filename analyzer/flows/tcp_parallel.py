@@ -216,18 +216,23 @@ def _read_share(fh: IO[bytes]) -> _Share:
 
 
 def _merge(shares: list[_Share]) -> TcpFlows:
-    ids = np.concatenate([s.ids for s in shares])
-    order = np.argsort(ids, kind="stable")
+    order = np.argsort(np.concatenate([s.ids for s in shares]), kind="stable")
     texts = [t for s in shares for t in s.texts]
-    table = pd.concat([s.table for s in shares], ignore_index=True)
+    tables = [s.table for s in shares]
+    return TcpFlows(frame=lambda: _merge_tables(tables), texts=[texts[i] for i in order.tolist()])
+
+
+def _merge_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """The shares' tables as one, in id order (each is in id order)."""
+    table = pd.concat(tables, ignore_index=True)
     table = table.iloc[np.argsort(table["id"].to_numpy(), kind="stable")].reset_index(drop=True)
     for name in table.columns:
-        kinds = {str(s.table[name].dtype) for s in shares}
+        kinds = {str(t[name].dtype) for t in tables}
         if "category" in kinds and table[name].dtype != "category":
             # Shares with different categories concatenate to object; analyze_tcp's column is a
             # categorical of all the values (sorted categories), which this rebuilds.
             table[name] = pd.Categorical(table[name].to_numpy(dtype=object))
-    return TcpFlows(table=table, texts=[texts[i] for i in order.tolist()])
+    return table
 
 
 __all__ = ["MIN_PACKETS_PER_WORKER", "TcpJob", "can_fork", "share_cuts", "start_tcp"]
