@@ -202,3 +202,11 @@ def test_the_json_report_does_not_merge_the_tables(
     assert callable(result._tables["tcp"])  # the workers' tables are merged on first use only
     pdt.assert_frame_equal(result.tcp, serial.tcp)
     assert not callable(result._tables["tcp"]) and result.tcp is result.tcp
+
+
+def test_blocks_slices_every_field() -> None:
+    from dataclasses import fields
+
+    from analyzer.flows.tcp_streams import BLOCK_FIELDS, PACKET_FIELDS, TcpPackets
+
+    assert {f.name for f in fields(TcpPackets)} == {*PACKET_FIELDS, *BLOCK_FIELDS, "packets"}

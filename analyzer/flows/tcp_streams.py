@@ -100,32 +100,16 @@ class TcpPackets:
             raise ValueError(f"block range {b0}:{b1} outside 0:{nb}")
         p0 = int(self.starts[b0]) if b0 < nb else self.n_packets
         p1 = int(self.starts[b1]) if b1 < nb else self.n_packets
-        nxt = self.next_on_tuple[b0:b1]
-        return TcpPackets(
-            block=self.block[p0:p1] - b0,
-            dir=self.dir[p0:p1],
-            row=self.row[p0:p1],
-            frame=self.frame[p0:p1],
-            ts=self.ts[p0:p1],
-            ts_ns=self.ts_ns[p0:p1],
-            flags=self.flags[p0:p1],
-            seq=self.seq[p0:p1],
-            ack=self.ack[p0:p1],
-            win=self.win[p0:p1],
-            plen=self.plen[p0:p1],
-            starts=self.starts[b0:b1] - p0,
-            ends=self.ends[b0:b1] - p0,
-            conn_id=self.conn_id[b0:b1],
-            tuple_id=self.tuple_id[b0:b1],
+        per_packet = {name: getattr(self, name)[p0:p1] for name in PACKET_FIELDS}
+        per_block = {name: getattr(self, name)[b0:b1] for name in BLOCK_FIELDS}
+        nxt = per_block["next_on_tuple"]
+        per_packet["block"] = per_packet["block"] - b0
+        per_block.update(
+            starts=per_block["starts"] - p0,
+            ends=per_block["ends"] - p0,
             next_on_tuple=np.where(nxt >= 0, nxt - b0, -1),
-            client_ip=self.client_ip[b0:b1],
-            client_port=self.client_port[b0:b1],
-            server_ip=self.server_ip[b0:b1],
-            server_port=self.server_port[b0:b1],
-            client_guessed=self.client_guessed[b0:b1],
-            opened_by_split=self.opened_by_split[b0:b1],
-            packets=self.packets,
         )
+        return TcpPackets(**per_packet, **per_block, packets=self.packets)
 
     def tuple_starts(self) -> I64:
         """Blocks that begin a 4-tuple (its first connection), and ``n_blocks`` at the end."""
@@ -133,6 +117,14 @@ class TcpPackets:
         first = np.r_[True, self.tuple_id[1:] != self.tuple_id[:-1]] if nb else np.zeros(0, bool)
         out: I64 = np.r_[np.flatnonzero(first), nb].astype(np.int64)
         return out
+
+
+# TcpPackets' per-packet and per-block arrays (``blocks`` slices them).
+PACKET_FIELDS = ("block", "dir", "row", "frame", "ts", "ts_ns", "flags", "seq", "ack", "win", "plen")
+BLOCK_FIELDS = (
+    "starts", "ends", "conn_id", "tuple_id", "next_on_tuple", "client_ip", "client_port", "server_ip",
+    "server_port", "client_guessed", "opened_by_split",
+)  # fmt: skip
 
 
 def select_tcp(packets: pd.DataFrame) -> I64:
