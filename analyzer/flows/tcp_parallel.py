@@ -7,11 +7,12 @@ scale the same way, flows hashed to workers. Here:
 * the connections are grouped once, in the calling process (``build_tcp_packets``), so ids are
   global and the split cannot change them;
 * the blocks (in 4-tuple order) are cut where a 4-tuple begins, into shares of about equal
-  packet count: every stage looks only at the connections of one 4-tuple (port reuse, TIME_WAIT
-  reuse, RST into TIME_WAIT), so a share analyzes exactly as it would inside the whole;
+  cost (``share_cuts``): every stage looks only at the connections of one 4-tuple (port reuse,
+  TIME_WAIT reuse, RST into TIME_WAIT), so a share analyzes exactly as inside the whole;
 * a forked worker analyzes every share but the first and writes its table rows and its records'
   JSON text to an unlinked temporary file; the caller analyzes the first share itself, after
-  whatever it does meanwhile (``analysis.analyze`` runs the UDP analysis there), and merges.
+  whatever it does meanwhile (``analysis.analyze`` runs the UDP analysis there), and merges the
+  texts (the tables only when the table is read).
 
 The merged ``TcpFlows`` has the same ``table`` and JSON text as ``analyze_tcp`` (tests compare
 them); its records are parsed back from that text, and it carries no stream index
