@@ -210,3 +210,17 @@ def test_blocks_slices_every_field() -> None:
     from analyzer.flows.tcp_streams import BLOCK_FIELDS, PACKET_FIELDS, TcpPackets
 
     assert {f.name for f in fields(TcpPackets)} == {*PACKET_FIELDS, *BLOCK_FIELDS, "packets"}
+
+
+def test_a_reader_that_goes_away_is_not_an_error(bench_capture: Path) -> None:
+    """``analyzer analyze F --format json | head``: exit 0, nothing on stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "analyzer", "analyze", str(bench_capture), "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(10) == b'{\n  "schem'
+    proc.stdout.close()  # the reader goes away before the report is written
+    err = proc.stderr.read()
+    assert (proc.wait(timeout=60), err) == (0, b"")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -32,6 +35,12 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             if exc.hint:
                 stderr.print(f"hint: {exc.hint}", markup=False)
             raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:
+            # The reader went away (``analyzer analyze F | head``): nothing is wrong, and
+            # nothing more can be shown. Point stdout at /dev/null so the final flush is quiet.
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except (MemoryError, OSError) as exc:
             # Reading a capture can still fail below our checks (a device error, a file
             # vanishing); it is unreadable input, never a traceback.
