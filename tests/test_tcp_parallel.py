@@ -224,3 +224,28 @@ def test_a_reader_that_goes_away_is_not_an_error(bench_capture: Path) -> None:
     proc.stdout.close()  # the reader goes away before the report is written
     err = proc.stderr.read()
     assert (proc.wait(timeout=60), err) == (0, b"")
+
+
+@pytest.mark.parametrize(
+    ("args", "jobs"),
+    [(["--format", "json"], 0), ([], 1), (["--format", "md"], 1), (["--format", "text", "-j", "2"], 2)],
+)
+def test_cli_forks_by_default_only_for_json(
+    args: list[str], jobs: int, bench_capture: Path, serial: Analysis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Other formats read every record, which a worker's texts would have to be parsed into."""
+    from typer.testing import CliRunner
+
+    import analyzer.analysis
+    from analyzer.cli import app
+
+    seen: list[int] = []
+
+    def fake(*_: object, jobs: int, **__: object) -> Analysis:
+        seen.append(jobs)
+        return serial
+
+    monkeypatch.setattr(analyzer.analysis, "analyze", fake)
+    result = CliRunner().invoke(app, ["analyze", str(bench_capture), *args])
+    assert result.exit_code == 0, result.output
+    assert seen == [jobs]

@@ -57,14 +57,16 @@ def analyze(
         Path | None, typer.Option("--output", "-o", help="Write the report here instead of stdout.")
     ] = None,
     jobs: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--jobs",
             "-j",
             min=0,
-            help="Processes for the TCP analysis of a large capture (0: one per CPU; 1: no fork).",
+            help="Processes for the TCP analysis of a large capture (0: one per CPU; 1: no fork). "
+            "Default: one per CPU for json, 1 for the other formats (they need every record).",
+            show_default=False,
         ),
-    ] = 0,
+    ] = None,
 ) -> None:
     """Reconstruct the handshake, data, teardown and TIME_WAIT of every flow in FILE."""
     if not msl > 0:  # also rejects NaN
@@ -76,6 +78,10 @@ def analyze(
     # Until the report is written and dropped: otherwise the collector rescans the millions of
     # report objects (about a second per million packets) and finds nothing.
     with gc_paused():
+        if jobs is None:
+            # Several processes pay off when the records are only written as JSON text: the
+            # other formats read every record, which the workers' texts must be parsed back into.
+            jobs = 0 if fmt is ReportFormat.json else 1
         _report(file, fmt, msl, engine, output, jobs)
 
 
