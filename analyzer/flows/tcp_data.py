@@ -330,7 +330,7 @@ def _digests_and_previews(
     first PREVIEW_BYTES + 1 bytes are assembled, for the preview. Directions reassembled in
     order (nearly all) are runs of consecutive pieces of the stream index: the C helper
     (``_digest``) hashes a batch of them per call, hashlib does it without it. Directions that
-    took the careful path have their own piece lists.
+    took the careful path have their own piece lists, hashed the same way.
     """
     data = payloads.data
     want = PREVIEW_BYTES + 1
@@ -357,16 +357,18 @@ def _digests_and_previews(
             prev[gi] = preview_of(head)
         drop_resident_pages(payloads)
 
-    mv = memoryview(data)
-    for gi, pieces in index.careful.items():
-        h = hashlib.sha256()
-        head = b""
-        for _, o, n in pieces:
-            h.update(mv[o : o + n])
-            if len(head) < want:
-                head += data[o : o + min(n, want - len(head))]
-        sha[gi] = h.hexdigest()
-        prev[gi] = preview_of(head)
+    # Directions that took the careful path: their own pieces, as runs of one flat list.
+    careful = list(index.careful.items())
+    if careful:
+        counts = np.fromiter((len(p) for _, p in careful), dtype=np.int64, count=len(careful))
+        ends = np.cumsum(counts)
+        flat = [(o, n) for _, pieces in careful for _, o, n in pieces]
+        offsets = np.fromiter((o for o, _ in flat), dtype=np.int64, count=len(flat))
+        lengths = np.fromiter((n for _, n in flat), dtype=np.int64, count=len(flat))
+        digests, heads = _hash_runs(data, offsets, lengths, ends - counts, ends, want)
+        for (gi, _), digest, head in zip(careful, digests, heads, strict=True):
+            sha[gi] = digest
+            prev[gi] = preview_of(head)
     drop_resident_pages(payloads)
     # A stream with gaps has no sha256: it would not match what the application sent.
     for gi in np.flatnonzero(missing > 0).tolist():
