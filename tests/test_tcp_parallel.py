@@ -1,8 +1,9 @@
 """The TCP analysis split over forked workers (analyzer.flows.tcp_parallel) equals the serial one.
 
 The benchmark generator's capture has every teardown kind, port reuse during TIME_WAIT, RSTs
-and IPv6; shares are cut at 4-tuple boundaries, so the table, the JSON text and the records
-must come out exactly as ``analyze_tcp`` makes them, for any number of workers.
+and IPv6; shares are whole 4-tuples, each process groups its own, and ids are exchanged, so the
+table, the JSON text and the records must come out exactly as ``analyze_tcp`` makes them, for
+any number of workers.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from test_bench_gen import gen
 
 from analyzer.analysis import Analysis, analyze
 from analyzer.flows import tcp_parallel
-from analyzer.flows.tcp_streams import build_tcp_packets
+from analyzer.flows.tcp_streams import build_tcp_packets, group_connections, tcp_rows, with_ids
 from analyzer.report.json_report import render_json
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
@@ -56,46 +57,61 @@ def _same(a: Analysis, b: Analysis) -> None:
 def test_workers_give_the_serial_table_json_and_records(
     bench_capture: Path, serial: Analysis, small_shares: None, jobs: int
 ) -> None:
-    tp = build_tcp_packets(serial.packets)
-    assert len(tcp_parallel.share_cuts(tp, jobs)) == jobs + 1  # it really splits
+    share_of = tcp_parallel.plan_shares(tcp_rows(serial.packets), jobs)
+    assert share_of is not None and int(share_of.max()) == jobs - 1  # it really splits
     _same(serial, analyze(bench_capture, jobs=jobs))
 
 
-def test_shares_are_cut_where_a_four_tuple_begins(serial: Analysis, small_shares: None) -> None:
+def test_shares_are_whole_four_tuples_of_planned_size(serial: Analysis, small_shares: None) -> None:
     tp = build_tcp_packets(serial.packets)
     assert tp.n_blocks > 100 and (tp.next_on_tuple >= 0).any()  # port reuse is in the capture
-    for workers in (2, 3, 4, 7):
-        cuts = tcp_parallel.share_cuts(tp, workers, reserve=500)
-        assert cuts[0] == 0 and cuts[-1] == tp.n_blocks and cuts == sorted(set(cuts))
-        assert set(cuts[1:-1]) <= set(tp.tuple_starts().tolist())
-        # every connection that reuses a 4-tuple is in the same share as the one before it
-        share_of = np.searchsorted(cuts, np.arange(tp.n_blocks), side="right")
-        reused = np.flatnonzero(tp.next_on_tuple >= 0)
-        assert (share_of[reused] == share_of[tp.next_on_tuple[reused]]).all()
-    assert tcp_parallel.share_cuts(tp, 1) == [0, tp.n_blocks]
+    tr = tcp_rows(serial.packets)
+    assert (tr.rows == np.sort(tp.row)).all()
+    for workers, reserve in ((2, 0), (3, 500), (4, 0), (7, 300)):
+        share_of = tcp_parallel.plan_shares(tr, workers, reserve=reserve)
+        assert share_of is not None
+        # every packet of a 4-tuple (so every connection reusing it) is in one share
+        share_of_packet = share_of[np.searchsorted(tr.rows, tp.row)]
+        tuple_of_packet = tp.tuple_id[tp.block]
+        pairs = np.unique(np.c_[tuple_of_packet, share_of_packet], axis=0)
+        assert len(pairs) == len(np.unique(tuple_of_packet))
+        # the sizes follow the plan: the caller's share is lighter by the reserve
+        sizes = np.bincount(share_of, minlength=workers)
+        load = (len(tr) + reserve) / (1 + (workers - 1) / tcp_parallel.WORKER_SLOWDOWN)
+        expected = [load - reserve] + [load / tcp_parallel.WORKER_SLOWDOWN] * (workers - 1)
+        assert np.allclose(sizes, expected, rtol=0.25), (sizes, expected)
+    assert tcp_parallel.plan_shares(tr, 1) is None
 
 
-def test_blocks_of_a_range_keep_global_ids(serial: Analysis) -> None:
-    tp = build_tcp_packets(serial.packets)
-    cut = int(tp.tuple_starts()[len(tp.tuple_starts()) // 2])
-    left, right = tp.blocks(0, cut), tp.blocks(cut, tp.n_blocks)
-    assert left.n_blocks + right.n_blocks == tp.n_blocks
-    assert left.n_packets + right.n_packets == tp.n_packets
-    assert (np.r_[left.conn_id, right.conn_id] == tp.conn_id).all()
-    assert right.block[0] == 0 and right.starts[0] == 0
-    assert (right.row == tp.row[tp.starts[cut] :]).all()
-    with pytest.raises(ValueError, match="outside"):
-        tp.blocks(2, 1)
+def test_shares_grouped_apart_get_the_ids_of_the_whole(serial: Analysis) -> None:
+    whole = build_tcp_packets(serial.packets)
+    tr = tcp_rows(serial.packets)
+    odd = (tr.tuple_hash() & np.uint64(1)).astype(bool)  # any split into whole 4-tuples
+    parts = [group_connections(serial.packets, tr.take(np.flatnonzero(m))) for m in (odd, ~odd)]
+    every = np.sort(np.concatenate([p.frame[p.starts] for p in parts]))
+    first_frame_to_id = dict(zip(whole.frame[whole.starts].tolist(), whole.conn_id.tolist(), strict=True))
+    for part in parts:
+        numbered = with_ids(part, np.searchsorted(every, part.frame[part.starts]))
+        assert numbered.conn_id.tolist() == [first_frame_to_id[f] for f in part.frame[part.starts].tolist()]
+    assert sum(p.n_blocks for p in parts) == whole.n_blocks
+    with pytest.raises(ValueError, match="connection ids"):
+        with_ids(parts[0], np.zeros(1, np.int64))
+
+
+def test_both_directions_hash_alike(serial: Analysis) -> None:
+    tr = tcp_rows(serial.packets)
+    swapped = type(tr)(tr.rows, tr.d_ip, tr.s_ip, tr.dport, tr.sport, tr.addresses)
+    assert (swapped.tuple_hash() == tr.tuple_hash()).all()
 
 
 def test_no_fork_while_another_thread_runs(serial: Analysis, small_shares: None) -> None:
-    tp = build_tcp_packets(serial.packets)
+    tr = tcp_rows(serial.packets)
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
     try:
         assert not tcp_parallel.can_fork()
-        assert tcp_parallel.share_cuts(tp, 4) == [0, tp.n_blocks]
+        assert tcp_parallel.plan_shares(tr, 4) is None
     finally:
         stop.set()
         other.join()
@@ -111,6 +127,24 @@ def test_a_failed_worker_is_redone_in_the_caller(
     monkeypatch.setattr(tcp_parallel, "_write_share", broken)  # inherited by the forked worker
     with pytest.warns(RuntimeWarning, match="analyzing it here instead"):
         result = analyze(bench_capture, jobs=2)
+    _same(serial, result)
+
+
+@needs_fork
+def test_a_worker_that_dies_before_the_exchange_is_redone_in_the_caller(
+    bench_capture: Path, serial: Analysis, small_shares: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caller = os.getpid()
+    real_send = tcp_parallel._send_array
+
+    def send(fd: int, values: np.ndarray) -> None:
+        if os.getpid() != caller:  # in the worker
+            os._exit(3)
+        real_send(fd, values)
+
+    monkeypatch.setattr(tcp_parallel, "_send_array", send)
+    with pytest.warns(RuntimeWarning, match="analyzing it here instead"):
+        result = analyze(bench_capture, jobs=3)
     _same(serial, result)
 
 
@@ -202,14 +236,6 @@ def test_the_json_report_does_not_merge_the_tables(
     assert callable(result._tables["tcp"])  # the workers' tables are merged on first use only
     pdt.assert_frame_equal(result.tcp, serial.tcp)
     assert not callable(result._tables["tcp"]) and result.tcp is result.tcp
-
-
-def test_blocks_slices_every_field() -> None:
-    from dataclasses import fields
-
-    from analyzer.flows.tcp_streams import BLOCK_FIELDS, PACKET_FIELDS, TcpPackets
-
-    assert {f.name for f in fields(TcpPackets)} == {*PACKET_FIELDS, *BLOCK_FIELDS, "packets"}
 
 
 def test_a_reader_that_goes_away_is_not_an_error(bench_capture: Path) -> None:

@@ -232,11 +232,14 @@ def analyze_connections(tp: TcpPackets, payloads: CaptureBytes | None, *, msl: f
     st = run_states(tp, si, hs, td, data.is_data)
     io = analyze_interop(tp, si, data.bytes[0::2], data.bytes[1::2], data.gaps, data.origin)
     anomalies = _anomalies(tp, data, td, st)
-    table = _table(tp, hs, data, td, io, anomalies)
     order = np.argsort(tp.conn_id)
-    table = table.iloc[order].reset_index(drop=True)
     facts = TcpFacts(tp, hs, data, td, io, timeline_entries(tp, st), anomalies, order)
-    return TcpFlows(frame=table, facts=facts, streams=_Streams(tp.conn_id, data.stream_index))
+    # The table is made on first use: the JSON report reads only the records.
+    return TcpFlows(
+        frame=lambda: flow_table(flow_columns(facts)),
+        facts=facts,
+        streams=_Streams(tp.conn_id, data.stream_index),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,32 +295,38 @@ def _anomalies(
     return out
 
 
-def _table(
-    tp: TcpPackets,
-    hs: HandshakeFacts,
-    data: DataFacts,
-    td: TeardownFacts,
-    io: InteropFacts,
-    anomalies: list[list[dict[str, Any]]],
-) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Coded:
+    """A categorical column as codes into fixed ``names`` (concatenates without re-coding)."""
+
+    codes: npt.NDArray[np.int64]
+    names: tuple[str, ...]
+
+
+FlowColumns = dict[str, Any]  # TCP_FLOWS name -> numpy array (Coded for fixed categories)
+
+
+def flow_columns(f: TcpFacts) -> FlowColumns:
+    """The ``TCP_FLOWS`` columns of ``f``, rows in id order, as plain arrays.
+
+    Cheap to make and to pickle (``tcp_parallel``'s workers send them); ``flow_table`` makes
+    the DataFrame, whose categoricals and strings cost more than the arrays themselves.
+    """
+    tp, hs, data, td, io = f.tp, f.hs, f.data, f.td, f.io
     nb = tp.n_blocks
     counts = tp.counts()
     c2s_pk = np.bincount(tp.block[tp.dir == 0], minlength=nb)
     side3 = ("client", "server", "none")
 
-    def cat(codes: npt.NDArray[np.int64], names: tuple[str, ...]) -> pd.Categorical[str]:
-        return pd.Categorical.from_codes(codes.astype(np.int64), categories=pd.Index(list(names)))
-
     def side_codes(d: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         return np.where(d < 0, 2, d)
 
     last = np.maximum(tp.ends - 1, 0)
-    hold = td.tw_hold
-    cols: dict[str, Any] = {
+    cols: FlowColumns = {
         "id": tp.conn_id,
-        "client_ip": pd.Categorical(tp.client_ip),
+        "client_ip": tp.client_ip,
         "client_port": tp.client_port,
-        "server_ip": pd.Categorical(tp.server_ip),
+        "server_ip": tp.server_ip,
         "server_port": tp.server_port,
         "client_guessed": tp.client_guessed,
         "first_ts": tp.ts[tp.starts] if nb else np.zeros(0),
@@ -327,7 +336,7 @@ def _table(
         "packets": counts,
         "c2s_packets": c2s_pk.astype(np.int64),
         "s2c_packets": (counts - c2s_pk).astype(np.int64),
-        "handshake": cat(hs.state, HANDSHAKE_STATES),
+        "handshake": Coded(hs.state, HANDSHAKE_STATES),
         "rtt_ms": hs.rtt_ms,
         "client_isn": hs.client_isn,
         "server_isn": hs.server_isn,
@@ -345,26 +354,60 @@ def _table(
         "dup_acks": data.dup_acks[0::2] + data.dup_acks[1::2],
         "zero_windows": data.zero_windows[0::2] + data.zero_windows[1::2],
         "keep_alives": data.keep_alives[0::2] + data.keep_alives[1::2],
-        "teardown": cat(td.kind, TEARDOWN_KINDS),
-        "first_fin": cat(side_codes(td.first_fin), side3),
+        "teardown": Coded(td.kind, TEARDOWN_KINDS),
+        "first_fin": Coded(side_codes(td.first_fin), side3),
         "client_fin_acked": td.fin_ack_idx[0] >= 0,
         "server_fin_acked": td.fin_ack_idx[1] >= 0,
-        "rst_by": cat(side_codes(td.rst_dir), side3),
+        "rst_by": Coded(side_codes(td.rst_dir), side3),
         "fin_before_rst": td.fin_before_rst,
         "bytes_after_first_fin": td.bytes_after_first_fin,
-        "time_wait_holder": cat(td.holder, HOLDERS),
+        "time_wait_holder": Coded(td.holder, HOLDERS),
         "time_wait_start": td.tw_start,
         "time_wait_until": td.tw_until,
-        "time_wait_hold_s": hold,
+        "time_wait_hold_s": td.tw_hold,
         "time_wait_reused_by": td.reused_by,
         "time_wait_rst": td.rst_in_time_wait,
         "time_wait_fin_reacked": td.fin_reacked,
-        "conn_state": pd.Categorical(io.conn_state),
+        "conn_state": np.asarray(io.conn_state, dtype=object),
         "history": np.asarray(io.history, dtype=object),
         "completeness": io.completeness,
-        "anomalies": np.fromiter((len(a) for a in anomalies), dtype=np.int64, count=nb),
+        "anomalies": np.fromiter(map(len, f.anomalies), dtype=np.int64, count=nb),
     }
-    return pd.DataFrame(cols, columns=list(TCP_FLOW_COLUMNS))
+    order = f.order
+    return {name: _take(values, order) for name, values in cols.items()}
+
+
+def _take(values: Any, order: npt.NDArray[np.int64]) -> Any:
+    if isinstance(values, Coded):
+        return Coded(np.asarray(values.codes, dtype=np.int64)[order], values.names)
+    return np.asarray(values)[order]
+
+
+def concat_columns(parts: Sequence[FlowColumns]) -> FlowColumns:
+    """Several shares' columns as one, rows in id order (each part is in id order)."""
+    order = np.argsort(np.concatenate([p["id"] for p in parts]), kind="stable")
+    out: FlowColumns = {}
+    for name in TCP_FLOW_COLUMNS:
+        first = parts[0][name]
+        if isinstance(first, Coded):
+            out[name] = Coded(np.concatenate([p[name].codes for p in parts])[order], first.names)
+        else:
+            out[name] = np.concatenate([p[name] for p in parts])[order]
+    return out
+
+
+def flow_table(cols: FlowColumns) -> pd.DataFrame:
+    """The ``TCP_FLOWS`` DataFrame of ``flow_columns``' arrays."""
+    frame: dict[str, Any] = {}
+    for name in TCP_FLOW_COLUMNS:
+        values = cols[name]
+        if isinstance(values, Coded):
+            frame[name] = pd.Categorical.from_codes(values.codes, categories=pd.Index(list(values.names)))
+        elif name in ("client_ip", "server_ip", "conn_state"):
+            frame[name] = pd.Categorical(values)
+        else:
+            frame[name] = values
+    return pd.DataFrame(frame, columns=list(TCP_FLOW_COLUMNS))
 
 
 @dataclass(frozen=True)

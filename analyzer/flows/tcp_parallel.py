@@ -4,20 +4,23 @@ Why processes: the stages are numpy passes plus Python per distinct event patter
 text is built in Python; under the GIL threads would take turns on one core. Zeek and Suricata
 scale the same way, flows hashed to workers. Here:
 
-* the connections are grouped once, in the calling process (``build_tcp_packets``), so ids are
-  global and the split cannot change them;
-* the blocks (in 4-tuple order) are cut where a 4-tuple begins, into shares of about equal
-  cost (``share_cuts``): every stage looks only at the connections of one 4-tuple (port reuse,
-  TIME_WAIT reuse, RST into TIME_WAIT), so a share analyzes exactly as inside the whole;
-* a forked worker analyzes every share but the first and writes its table rows and its records'
-  JSON text to an unlinked temporary file; the caller analyzes the first share itself, after
-  whatever it does meanwhile (``analysis.analyze`` runs the UDP analysis there), and merges the
-  texts (the tables only when the table is read).
+* every TCP packet's unordered 4-tuple is hashed into buckets, and the buckets are dealt into
+  shares of about equal cost (``plan_shares``). Every stage looks only at the connections of
+  one 4-tuple (port reuse, TIME_WAIT reuse, RST into TIME_WAIT), so a share analyzes exactly
+  as inside the whole;
+* the workers are forked before the connections are grouped, so the grouping is split too:
+  each process groups its own share (``group_connections``), then sends the first frame
+  numbers of its connections to the caller, which sends back every share's. A connection's
+  id is the rank of its first frame among all of them, as in the one-process grouping;
+* a worker analyzes its share and writes its table columns and its records' JSON text to an
+  unlinked temporary file; the caller analyzes share 0 itself, after whatever it does
+  meanwhile (``analysis.analyze`` runs the UDP analysis there), and merges the texts (the
+  tables only when the table is read).
 
 The merged ``TcpFlows`` has the same ``table`` and JSON text as ``analyze_tcp`` (tests compare
 them); its records are parsed back from that text, and it carries no stream index
 (``stream_bytes`` needs ``analyze_tcp``). A worker that fails is not fatal: its share is
-analyzed again in the caller, with a warning.
+grouped and analyzed again in the caller, with a warning.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import sys
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -39,19 +43,27 @@ import numpy.typing as npt
 import pandas as pd
 
 from analyzer.decode.source import CaptureBytes
-from analyzer.flows.tcp import TcpFlows, analyze_connections
+from analyzer.flows.tcp import (
+    FlowColumns,
+    TcpFlows,
+    analyze_connections,
+    concat_columns,
+    flow_columns,
+    flow_table,
+)
 from analyzer.flows.tcp_json import record_texts
-from analyzer.flows.tcp_streams import TcpPackets, build_tcp_packets
+from analyzer.flows.tcp_streams import TcpPackets, TcpRows, group_connections, tcp_rows, with_ids
 
 I64 = npt.NDArray[np.int64]
 
 # Below this many TCP packets per process a fork costs more than it saves.
 MIN_PACKETS_PER_WORKER = 50_000
 NOT_FORKED = -1  # the pid of a share whose fork failed (the caller analyzes it)
-# A forked worker's time per packet relative to the caller's: its first writes to memory it
-# shares with the caller are page copies, and it writes its share out (measured on the 1M
-# bench capture: 1.56 us against 1.38 us per packet, plus ~0.07 s of writing).
-WORKER_SLOWDOWN = 1.2
+# A forked worker's cost per packet relative to the caller's: it analyzes as fast (it forks
+# before grouping, so its arrays are its own), then writes its share out (1M bench capture:
+# ~0.6 s of analysis per share, then ~0.06 s of writing).
+WORKER_SLOWDOWN = 1.1
+BUCKET_BITS = 12  # 4096 hash buckets: a share is a set of buckets
 
 
 def can_fork() -> bool:
@@ -59,70 +71,155 @@ def can_fork() -> bool:
     return hasattr(os, "fork") and sys.platform != "win32" and threading.active_count() == 1
 
 
+@dataclass(frozen=True)
+class _Share:
+    columns: FlowColumns | Callable[[], FlowColumns]  # TCP_FLOWS columns, in id order
+    ids: I64  # connection id of each text
+    texts: list[bytes | memoryview]  # JSON text of each record, in id order
+
+
+DONE = b"\x01"  # a worker's last word on its pipe: its share is written
+
+
+@dataclass
+class _Worker:
+    pid: int  # NOT_FORKED: the caller does the share
+    out: IO[bytes]  # the share, written by the worker
+    to_worker: int = -1  # pipe ends: the first-frame exchange, then DONE (-1: closed)
+    from_worker: int = -1
+    failed: bool = False  # the caller redoes the share
+    reaped: bool = False
+
+    def close_pipes(self) -> None:
+        for fd in (self.to_worker, self.from_worker):
+            if fd >= 0:
+                os.close(fd)
+        self.to_worker = self.from_worker = -1
+
+
 @dataclass
 class TcpJob:
     """TCP analysis under way: the workers run from ``start_tcp``; ``result()`` finishes it."""
 
-    tp: TcpPackets
+    packets: pd.DataFrame
     payloads: CaptureBytes | None
     msl: float
-    cuts: list[int]  # share k is blocks cuts[k]:cuts[k+1]; share 0 is the caller's
-    pids: list[int] = field(default_factory=list)  # worker of share k + 1
-    files: list[IO[bytes]] = field(default_factory=list)
+    tr: TcpRows
+    share_of: npt.NDArray[np.int16] | None  # share of each packet of ``tr``; None: one share
+    own: TcpPackets | None = None  # share 0, grouped and numbered
+    workers: list[_Worker] = field(default_factory=list)  # share k + 1
+    first_frames: list[I64] = field(default_factory=list)  # sorted, per share
 
     def result(self) -> TcpFlows:
         """The caller's share, then the workers' shares, merged (blocks until they are done)."""
-        if len(self.cuts) == 2:
-            return analyze_connections(self.tp, self.payloads, msl=self.msl)
-        shares = [self._analyze(0)]
-        for k, (pid, fh) in enumerate(zip(self.pids, self.files, strict=True), start=1):
-            shares.append(self._collect(k, pid, fh))
+        if self.share_of is None:
+            return analyze_connections(group_connections(self.packets, self.tr), self.payloads, msl=self.msl)
+        assert self.own is not None
+        shares = [self._analyze(self.own)]
+        for k, worker in enumerate(self.workers, start=1):
+            shares.append(self._collect(k, worker))
         return _merge(shares)
 
     def close(self) -> None:
-        """Stop and reap the workers not collected yet (after an error in the caller)."""
-        for pid, fh in zip(self.pids, self.files, strict=True):
-            if fh.closed:  # collected
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-            fh.close()
+        """Reap the workers, stopping those not collected yet (after an error in the caller)."""
+        for worker in self.workers:
+            worker.close_pipes()
+            if worker.pid != NOT_FORKED and not worker.reaped:
+                if not worker.out.closed:  # not collected
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(worker.pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(worker.pid, 0)
+                worker.reaped = True
+            worker.out.close()
 
-    def _analyze(self, k: int) -> _Share:
-        sub = self.tp.blocks(self.cuts[k], self.cuts[k + 1])
-        flows = analyze_connections(sub, self.payloads, msl=self.msl)
+    # -- grouping and numbering -----------------------------------------------------------
+
+    def _group(self, k: int) -> TcpPackets:
+        assert self.share_of is not None
+        return group_connections(self.packets, self.tr.take(np.flatnonzero(self.share_of == k)))
+
+    def _numbered(self, tp: TcpPackets) -> TcpPackets:
+        """``tp`` with capture-wide ids (``first_frames`` holds every share's)."""
+        every = np.sort(np.concatenate(self.first_frames))
+        return with_ids(tp, np.searchsorted(every, tp.frame[tp.starts]))
+
+    def exchange(self) -> None:
+        """Group share 0, learn every worker's first frames, and send each worker all of them."""
+        own = self._group(0)
+        self.first_frames = [_first_frames(own)]
+        for k, worker in enumerate(self.workers, start=1):
+            frames = None
+            if not worker.failed:
+                try:
+                    frames = _recv_array(worker.from_worker)
+                except (OSError, EOFError):
+                    worker.failed = True
+            if frames is None:  # the worker did not say: group its share here
+                frames = _first_frames(self._group(k))
+            self.first_frames.append(frames)
+        every = np.concatenate(self.first_frames)
+        for worker in self.workers:
+            if not worker.failed:
+                try:
+                    _send_array(worker.to_worker, every)
+                except OSError:
+                    worker.failed = True
+            if worker.failed:
+                worker.close_pipes()
+            else:  # the other end stays open for DONE
+                os.close(worker.to_worker)
+                worker.to_worker = -1
+        self.own = self._numbered(own)
+
+    # -- analysis -------------------------------------------------------------------------
+
+    def _analyze(self, tp: TcpPackets) -> _Share:
+        flows = analyze_connections(tp, self.payloads, msl=self.msl)
+        facts = flows.facts
+        assert facts is not None
         ids: list[I64] = []
         texts: list[bytes | memoryview] = []
-        if flows.facts is not None:
-            for chunk_ids, chunk_texts in record_texts(flows.facts):
-                ids.append(chunk_ids)
-                texts.extend(chunk_texts)
-        return _Share(flows.table, np.concatenate(ids) if ids else np.zeros(0, np.int64), texts)
+        for chunk_ids, chunk_texts in record_texts(facts):
+            ids.append(chunk_ids)
+            texts.extend(chunk_texts)
+        # The columns are made when they are sent (by a worker) or when the table is read.
+        all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        return _Share(lambda: flow_columns(facts), all_ids, texts)
 
-    def _collect(self, k: int, pid: int, fh: IO[bytes]) -> _Share:
-        if pid == NOT_FORKED:
-            return self._analyze(k)
-        _, status = os.waitpid(pid, 0)
+    def _collect(self, k: int, worker: _Worker) -> _Share:
+        # DONE, not the worker's exit, says the share is written: the kernel takes a while
+        # to tear down a large process, and the worker is reaped later (``close``).
         try:
-            if os.waitstatus_to_exitcode(status) == 0:
-                fh.seek(0)
-                return _read_share(fh)
-            warnings.warn(
-                f"TCP worker for share {k} failed (status {status}); analyzing it here instead",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+            if not worker.failed and os.read(worker.from_worker, 1) == DONE:
+                worker.out.seek(0)
+                return _read_share(worker.out)
+            if worker.pid != NOT_FORKED:
+                _, status = os.waitpid(worker.pid, 0)
+                worker.reaped = True
+                warnings.warn(
+                    f"TCP worker for share {k} failed (status {status}); analyzing it here instead",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
         finally:
-            fh.close()
-        return self._analyze(k)
+            worker.close_pipes()
+            worker.out.close()
+        return self._analyze(self._numbered(self._group(k)))
 
-    def run_worker(self, k: int, fh: IO[bytes]) -> None:
-        """In a forked worker: analyze share ``k``, write it to ``fh`` and exit, never return."""
+    def run_worker(self, k: int, out: IO[bytes], send: int, receive: int) -> None:
+        """In a forked worker: group and analyze share ``k``, write it out and exit, never return.
+
+        ``send`` and ``receive`` are the pipe ends of the first-frame exchange with the caller.
+        """
         code = 1
         try:
-            _write_share(fh, self._analyze(k))
+            tp = self._group(k)
+            _send_array(send, _first_frames(tp))
+            self.first_frames = [_recv_array(receive)]
+            os.close(receive)
+            _write_share(out, self._analyze(self._numbered(tp)))
+            os.write(send, DONE)
             code = 0
         except BaseException:  # the caller re-analyzes the share; say why on stderr
             import traceback
@@ -130,13 +227,6 @@ class TcpJob:
             traceback.print_exc()
         finally:
             os._exit(code)
-
-
-@dataclass(frozen=True)
-class _Share:
-    table: pd.DataFrame  # TCP_FLOWS rows, in id order
-    ids: I64  # connection id of each text
-    texts: list[bytes | memoryview]  # JSON text of each record, in id order
 
 
 def start_tcp(
@@ -147,93 +237,156 @@ def start_tcp(
     workers: int = 1,
     reserve: int = 0,
 ) -> TcpJob:
-    """Group the TCP connections and start analyzing them on ``workers`` processes.
+    """Start analyzing the TCP connections of ``packets`` on ``workers`` processes.
 
     ``reserve``: packets' worth of other work the caller does before ``result()`` (its own
     share is made that much smaller). With one worker, a small capture, or where forking is not
     safe, ``result()`` analyzes everything in the calling process.
     """
-    tp = build_tcp_packets(packets)
-    job = TcpJob(tp, payloads, msl, share_cuts(tp, workers, reserve))
-    if len(job.cuts) > 2:
-        for out in (sys.stdout, sys.stderr):  # a fork would write buffered output twice
-            out.flush()
-        for k in range(1, len(job.cuts) - 1):
-            # closed by TcpJob._collect; a large buffer: the worker writes ~10^5 small texts
-            fh = tempfile.TemporaryFile(buffering=1 << 20)  # noqa: SIM115
-            try:
-                pid = os.fork()
-            except OSError as exc:  # no fork here (process limit, sandbox): the caller does it
-                warnings.warn(f"cannot fork a TCP worker ({exc}); analyzing its share here", stacklevel=2)
-                fh.close()
-                pid = NOT_FORKED
-            if pid == 0:
-                job.run_worker(k, fh)
-            job.pids.append(pid)
-            job.files.append(fh)
+    tr = tcp_rows(packets)
+    share_of = plan_shares(tr, workers, reserve)
+    job = TcpJob(packets, payloads, msl, tr, share_of)
+    if share_of is None:
+        return job
+    try:
+        _fork_workers(job, int(share_of.max()))
+        job.exchange()
+    except BaseException:
+        job.close()
+        raise
     return job
 
 
-def share_cuts(tp: TcpPackets, workers: int, reserve: int = 0) -> list[int]:
-    """Block boundaries of the shares (``[0, nb]`` for one share): 4-tuple starts, equal load.
+def _fork_workers(job: TcpJob, n: int) -> None:
+    for out in (sys.stdout, sys.stderr):  # a fork would write buffered output twice
+        out.flush()
+    for k in range(1, n + 1):
+        fh = _share_file()  # closed by TcpJob._collect
+        to_r, to_w = os.pipe()
+        from_r, from_w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # no fork here (process limit, sandbox): the caller does it
+            warnings.warn(f"cannot fork a TCP worker ({exc}); analyzing its share here", stacklevel=3)
+            for fd in (to_r, to_w, from_r, from_w):
+                os.close(fd)
+            job.workers.append(_Worker(NOT_FORKED, fh, failed=True))
+            continue
+        if pid == 0:
+            # Only this worker's pipe ends stay open: an inherited end of another worker's
+            # pipe would hide that worker's exit from the caller.
+            for other in job.workers:
+                other.close_pipes()
+            os.close(to_w)
+            os.close(from_r)
+            job.run_worker(k, fh, send=from_w, receive=to_r)
+        os.close(to_r)
+        os.close(from_w)
+        job.workers.append(_Worker(pid, fh, to_worker=to_w, from_worker=from_r))
 
-    The caller's share (the first) is ``reserve`` packets lighter, as it has that other work;
-    a worker's packets weigh WORKER_SLOWDOWN each. With ``L`` the load of every share:
-    caller ``N0 + reserve = L``, worker ``WORKER_SLOWDOWN * Ni = L``, ``sum(Ni) = packets``.
+
+def plan_shares(tr: TcpRows, workers: int, reserve: int = 0) -> npt.NDArray[np.int16] | None:
+    """The share of every TCP packet (0: the caller's), or None for one share.
+
+    Whole 4-tuples go to a share (by hash bucket). The caller's share is ``reserve`` packets
+    lighter, as it has that other work; a worker's packets weigh WORKER_SLOWDOWN each. With
+    ``L`` the load of every share: caller ``N0 + reserve = L``, worker ``WORKER_SLOWDOWN * Ni
+    = L``, ``sum(Ni) = packets``.
     """
-    nb = tp.n_blocks
-    total = tp.n_packets + reserve
+    total = len(tr) + reserve
     workers = min(workers, total // MIN_PACKETS_PER_WORKER)
     if workers < 2 or not can_fork():
-        return [0, nb]
+        return None
+    bucket = (tr.tuple_hash() >> np.uint64(64 - BUCKET_BITS)).astype(np.int64)
+    weight = np.bincount(bucket, minlength=1 << BUCKET_BITS)
     load = total / (1 + (workers - 1) / WORKER_SLOWDOWN)
     first = max(load - reserve, 0.0)
-    targets = first + (load / WORKER_SLOWDOWN) * np.arange(workers - 1)  # packets before cut k
-    starts = tp.tuple_starts()[:-1]
-    pos = np.searchsorted(tp.starts[starts], targets)  # the first 4-tuple at or past each target
-    cuts = sorted({0, *starts[pos[pos < len(starts)]].tolist(), nb})
-    return cuts if len(cuts) > 2 else [0, nb]
+    bounds = first + (load / WORKER_SLOWDOWN) * np.arange(workers - 1)  # packets before share k+1
+    middle = np.cumsum(weight) - weight / 2  # a bucket goes where its middle packet falls
+    share_of_bucket = np.searchsorted(bounds, middle, side="right").astype(np.int16)
+    if len(np.unique(share_of_bucket[weight > 0])) < 2:
+        return None
+    # Renumber so the shares are 0..n without holes (an empty share has no worker).
+    used = np.unique(share_of_bucket)
+    share_of_bucket = np.searchsorted(used, share_of_bucket).astype(np.int16)
+    return share_of_bucket[bucket]
+
+
+def _share_file() -> IO[bytes]:
+    """A file for a worker's share: in memory where the platform can (memfd), else in /tmp.
+
+    A large buffer: the worker writes ~10^5 small texts.
+    """
+    if hasattr(os, "memfd_create"):
+        with contextlib.suppress(OSError):
+            return open(os.memfd_create("analyzer-tcp-share"), "w+b", buffering=1 << 20)
+    return tempfile.TemporaryFile(buffering=1 << 20)
+
+
+def _first_frames(tp: TcpPackets) -> I64:
+    frames: I64 = np.sort(tp.frame[tp.starts]) if tp.n_blocks else np.zeros(0, np.int64)
+    return frames
+
+
+def _send_array(fd: int, values: I64) -> None:
+    data = np.ascontiguousarray(values, dtype=np.int64).tobytes()
+    view = memoryview(len(data).to_bytes(8, "little") + data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _recv_array(fd: int) -> I64:
+    size = int.from_bytes(_read_exactly(fd, 8), "little")
+    return np.frombuffer(_read_exactly(fd, size), dtype=np.int64)
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    parts: list[bytes] = []
+    left = size
+    while left:
+        part = os.read(fd, min(left, 1 << 20))
+        if not part:
+            raise EOFError(f"pipe closed with {left} of {size} bytes unread")
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 def _write_share(fh: IO[bytes], share: _Share) -> None:
+    """Layout: header size, header (ids, text lengths, columns size), texts, columns."""
     lengths = np.fromiter((len(t) for t in share.texts), dtype=np.int64, count=len(share.texts))
-    header = pickle.dumps((share.table, share.ids, lengths), protocol=pickle.HIGHEST_PROTOCOL)
+    columns = share.columns() if callable(share.columns) else share.columns
+    table = pickle.dumps(columns, protocol=pickle.HIGHEST_PROTOCOL)
+    header = pickle.dumps((share.ids, lengths, len(table)), protocol=pickle.HIGHEST_PROTOCOL)
     fh.write(len(header).to_bytes(8, "little"))
     fh.write(header)
     fh.writelines(share.texts)
+    fh.write(table)
     fh.flush()
 
 
 def _read_share(fh: IO[bytes]) -> _Share:
     size = int.from_bytes(fh.read(8), "little")
-    table, ids, lengths = pickle.loads(fh.read(size))  # our own worker's file, not input
-    # The texts are used where they lie: mapped, not copied (the mapping outlives the file).
-    end = os.fstat(fh.fileno()).st_size
-    mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if end > 8 + size else b""
+    ids, lengths, table_size = pickle.loads(fh.read(size))  # our own worker's file, not input
+    # The texts are used where they lie: mapped, not copied (the mapping outlives the file);
+    # the columns are unpickled only if the table is read.
+    mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     blob = memoryview(mapped)[8 + size :]
     ends = np.cumsum(lengths).tolist()
     texts: list[bytes | memoryview] = [blob[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
-    return _Share(table, ids, texts)
+    text_size = ends[-1] if ends else 0
+    table = blob[text_size : text_size + table_size]
+    return _Share(lambda: pickle.loads(table), ids, texts)
 
 
 def _merge(shares: list[_Share]) -> TcpFlows:
     order = np.argsort(np.concatenate([s.ids for s in shares]), kind="stable")
     texts = [t for s in shares for t in s.texts]
-    tables = [s.table for s in shares]
-    return TcpFlows(frame=lambda: _merge_tables(tables), texts=[texts[i] for i in order.tolist()])
+
+    def table() -> pd.DataFrame:
+        return flow_table(concat_columns([s.columns() if callable(s.columns) else s.columns for s in shares]))
+
+    return TcpFlows(frame=table, texts=[texts[i] for i in order.tolist()])
 
 
-def _merge_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
-    """The shares' tables as one, in id order (each is in id order)."""
-    table = pd.concat(tables, ignore_index=True)
-    table = table.iloc[np.argsort(table["id"].to_numpy(), kind="stable")].reset_index(drop=True)
-    for name in table.columns:
-        kinds = {str(t[name].dtype) for t in tables}
-        if "category" in kinds and table[name].dtype != "category":
-            # Shares with different categories concatenate to object; analyze_tcp's column is a
-            # categorical of all the values (sorted categories), which this rebuilds.
-            table[name] = pd.Categorical(table[name].to_numpy(dtype=object))
-    return table
-
-
-__all__ = ["MIN_PACKETS_PER_WORKER", "TcpJob", "can_fork", "share_cuts", "start_tcp"]
+__all__ = ["MIN_PACKETS_PER_WORKER", "TcpJob", "can_fork", "plan_shares", "start_tcp"]

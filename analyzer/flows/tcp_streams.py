@@ -23,7 +23,7 @@ numbered in 4-tuple order; ``conn_id[block]`` is the connection's number.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -89,43 +89,6 @@ class TcpPackets:
     def counts(self) -> I64:
         return self.ends - self.starts
 
-    def blocks(self, b0: int, b1: int) -> TcpPackets:
-        """The connections of blocks ``b0`` to ``b1`` (exclusive), renumbered from block 0.
-
-        Connection ids stay global. Cut only where a 4-tuple begins (``tuple_starts``): the
-        stages look across the connections of one 4-tuple (port reuse, TIME_WAIT).
-        """
-        nb = self.n_blocks
-        if not 0 <= b0 <= b1 <= nb:
-            raise ValueError(f"block range {b0}:{b1} outside 0:{nb}")
-        p0 = int(self.starts[b0]) if b0 < nb else self.n_packets
-        p1 = int(self.starts[b1]) if b1 < nb else self.n_packets
-        per_packet = {name: getattr(self, name)[p0:p1] for name in PACKET_FIELDS}
-        per_block = {name: getattr(self, name)[b0:b1] for name in BLOCK_FIELDS}
-        nxt = per_block["next_on_tuple"]
-        per_packet["block"] = per_packet["block"] - b0
-        per_block.update(
-            starts=per_block["starts"] - p0,
-            ends=per_block["ends"] - p0,
-            next_on_tuple=np.where(nxt >= 0, nxt - b0, -1),
-        )
-        return TcpPackets(**per_packet, **per_block, packets=self.packets)
-
-    def tuple_starts(self) -> I64:
-        """Blocks that begin a 4-tuple (its first connection), and ``n_blocks`` at the end."""
-        nb = self.n_blocks
-        first = np.r_[True, self.tuple_id[1:] != self.tuple_id[:-1]] if nb else np.zeros(0, bool)
-        out: I64 = np.r_[np.flatnonzero(first), nb].astype(np.int64)
-        return out
-
-
-# TcpPackets' per-packet and per-block arrays (``blocks`` slices them).
-PACKET_FIELDS = ("block", "dir", "row", "frame", "ts", "ts_ns", "flags", "seq", "ack", "win", "plen")
-BLOCK_FIELDS = (
-    "starts", "ends", "conn_id", "tuple_id", "next_on_tuple", "client_ip", "client_port", "server_ip",
-    "server_port", "client_guessed", "opened_by_split",
-)  # fmt: skip
-
 
 def select_tcp(packets: pd.DataFrame) -> I64:
     """Rows of ``packets`` that carry a decoded TCP header (not non-first fragments/truncated)."""
@@ -162,8 +125,47 @@ def stable_argsort_codes(codes: I64) -> I64:
     return out
 
 
-def _endpoint_codes(packets: pd.DataFrame, rows: I64) -> tuple[I64, I64, pd.Index]:
-    """Integer codes for the source and destination address, in one shared category space."""
+@dataclass(frozen=True)
+class TcpRows:
+    """The TCP packets of a PACKETS frame and their endpoints, before grouping (``tcp_rows``)."""
+
+    rows: I64  # PACKETS rows, in frame order
+    s_ip: I64  # source address: code into ``addresses``
+    d_ip: I64
+    sport: I64
+    dport: I64
+    addresses: pd.Index  # every source and destination address, one shared code space
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, idx: I64) -> TcpRows:
+        """The packets ``idx`` (positions in this TcpRows, ascending) only."""
+        return TcpRows(
+            self.rows[idx], self.s_ip[idx], self.d_ip[idx], self.sport[idx], self.dport[idx], self.addresses
+        )
+
+    def endpoints(self) -> tuple[I64, I64]:
+        """(lower, higher) endpoint of each packet's 4-tuple, as ``address code << 16 | port``."""
+        src_ep = (self.s_ip << 16) | self.sport
+        dst_ep = (self.d_ip << 16) | self.dport
+        return np.minimum(src_ep, dst_ep), np.maximum(src_ep, dst_ep)
+
+    def tuple_hash(self) -> npt.NDArray[np.uint64]:
+        """A hash of each packet's unordered 4-tuple: equal for both directions of a connection."""
+        lo, hi = self.endpoints()
+        # splitmix64-style mixing: the low bits of port numbers are anything but uniform.
+        with np.errstate(over="ignore"):
+            h = lo.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ hi.astype(np.uint64)
+            h ^= h >> np.uint64(31)
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(27)
+        return h
+
+
+def tcp_rows(packets: pd.DataFrame) -> TcpRows:
+    """The TCP packets of ``packets`` with integer codes for their addresses."""
+    rows = select_tcp(packets)
     src = packets["src"].astype("category").array
     dst = packets["dst"].astype("category").array
     assert isinstance(src, pd.Categorical) and isinstance(dst, pd.Categorical)
@@ -172,33 +174,41 @@ def _endpoint_codes(packets: pd.DataFrame, rows: I64) -> tuple[I64, I64, pd.Inde
     cats = src_cats.append(dst_cats).unique()
     s_map = cats.get_indexer(src_cats).astype(np.int64)
     d_map = cats.get_indexer(dst_cats).astype(np.int64)
-    s_codes = np.asarray(src.codes)[rows].astype(np.int64)
-    d_codes = np.asarray(dst.codes)[rows].astype(np.int64)
-    return s_map[s_codes], d_map[d_codes], cats
+    return TcpRows(
+        rows=rows,
+        s_ip=s_map[np.asarray(src.codes)[rows].astype(np.int64)],
+        d_ip=d_map[np.asarray(dst.codes)[rows].astype(np.int64)],
+        sport=packets["sport"].to_numpy()[rows].astype(np.int64),
+        dport=packets["dport"].to_numpy()[rows].astype(np.int64),
+        addresses=cats,
+    )
 
 
 def build_tcp_packets(packets: pd.DataFrame) -> TcpPackets:
     """Group the TCP packets of a PACKETS frame into connections (rules: module docstring)."""
-    rows = select_tcp(packets)
+    return group_connections(packets, tcp_rows(packets))
+
+
+def group_connections(packets: pd.DataFrame, tr: TcpRows) -> TcpPackets:
+    """Group the TCP packets ``tr`` of ``packets`` into connections.
+
+    ``tr`` may be any set of whole 4-tuples (``tcp_parallel`` gives each process a share):
+    ``conn_id`` then ranks the first packets of these connections only (``with_ids`` sets
+    the capture-wide numbers).
+    """
+    rows, s_ip, d_ip, sport, dport = tr.rows, tr.s_ip, tr.d_ip, tr.sport, tr.dport
     n = len(rows)
-    sport = packets["sport"].to_numpy()[rows].astype(np.int64)
-    dport = packets["dport"].to_numpy()[rows].astype(np.int64)
-    s_ip, d_ip, cats = _endpoint_codes(packets, rows)
-    src_ep = (s_ip << 16) | sport
-    dst_ep = (d_ip << 16) | dport
-    lo = np.minimum(src_ep, dst_ep)
-    hi = np.maximum(src_ep, dst_ep)
+    lo, hi = tr.endpoints()
     # dir0: the packet goes from the lower endpoint to the higher one (orientation of the tuple).
-    from_lo = src_ep == lo
+    from_lo = ((s_ip << 16) | sport) == lo
     width = int(hi.max()) + 1 if n else 1
+    tuple_of_row: I64
     if width < (1 << 31):
-        key = lo * width + hi
-        tuple_of_row, _ = pd.factorize(key, sort=False)
+        codes, _ = pd.factorize(lo * width + hi, sort=False)
+        tuple_of_row = codes.astype(np.int64)
     else:  # too many addresses for one int64 key: factorize the pair
-        tuple_of_row = (
-            pd.DataFrame({"lo": lo, "hi": hi}).groupby(["lo", "hi"], sort=False).ngroup().to_numpy()
-        )
-    tuple_of_row = tuple_of_row.astype(np.int64)
+        pair = pd.DataFrame({"lo": lo, "hi": hi})
+        tuple_of_row = np.asarray(pair.groupby(["lo", "hi"], sort=False).ngroup(), dtype=np.int64)
     order = stable_argsort_codes(tuple_of_row)
     prow = rows[order]  # PACKETS row of each packet in (tuple, frame) order
     tup = tuple_of_row[order]
@@ -257,7 +267,7 @@ def build_tcp_packets(packets: pd.DataFrame) -> TcpPackets:
     s_ip_b = np.where(first_dir == C2S, f_dst_ip, f_src_ip)
     c_port = np.where(first_dir == C2S, f_sport, f_dport)
     s_port = np.where(first_dir == C2S, f_dport, f_sport)
-    cat_values = np.asarray(cats, dtype=object)
+    cat_values = np.asarray(tr.addresses, dtype=object)
 
     return TcpPackets(
         block=block,
@@ -284,6 +294,13 @@ def build_tcp_packets(packets: pd.DataFrame) -> TcpPackets:
         opened_by_split=opened_by_split,
         packets=packets,
     )
+
+
+def with_ids(tp: TcpPackets, conn_id: I64) -> TcpPackets:
+    """``tp`` with its connections numbered ``conn_id`` (one per block)."""
+    if len(conn_id) != tp.n_blocks:
+        raise ValueError(f"{len(conn_id)} connection ids for {tp.n_blocks} connections")
+    return replace(tp, conn_id=np.asarray(conn_id, dtype=np.int64))
 
 
 def _split_tuples(
