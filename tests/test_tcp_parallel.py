@@ -275,3 +275,16 @@ def test_cli_forks_by_default_only_for_json(
     result = CliRunner().invoke(app, ["analyze", str(bench_capture), *args])
     assert result.exit_code == 0, result.output
     assert seen == [jobs]
+
+
+def test_the_cli_leaves_only_the_last_analysis_to_the_exit(bench_capture: Path) -> None:
+    """Freeing a large analysis object by object is left to the process exit, one at a time."""
+    from typer.testing import CliRunner
+
+    from analyzer.cli import analyze as analyze_cmd
+    from analyzer.cli import app
+
+    for _ in range(2):
+        result = CliRunner().invoke(app, ["analyze", str(bench_capture), "--format", "json", "-j", "1"])
+        assert result.exit_code == 0, result.output
+    assert len(analyze_cmd._KEPT) == 1 and isinstance(analyze_cmd._KEPT[0], Analysis)

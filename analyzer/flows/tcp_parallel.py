@@ -110,6 +110,11 @@ class TcpJob:
     workers: list[_Worker] = field(default_factory=list)  # share k + 1
     first_frames: list[I64] = field(default_factory=list)  # sorted, per share
 
+    @property
+    def forked(self) -> bool:
+        """Some share is analyzed by a worker process."""
+        return any(w.pid != NOT_FORKED for w in self.workers)
+
     def result(self) -> TcpFlows:
         """The caller's share, then the workers' shares, merged (blocks until they are done)."""
         if self.share_of is None:
