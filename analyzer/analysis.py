@@ -194,7 +194,8 @@ def analyze(
         raise UsageError(f"invalid number of jobs {jobs!r}", hint="pass 1 or more, or 0 for one per CPU")
     # The flow modules (and pandas, which they import) load on a second thread while the
     # capture decodes; the decoder needs only numpy until it assembles the frame.
-    from analyzer.decode.native import import_in_background, usable_cpus
+    from analyzer.decode.cpus import usable_cpus
+    from analyzer.decode.native import import_in_background
 
     workers = jobs if jobs > 0 else usable_cpus()
     preload = import_in_background("analyzer.flows.tcp_parallel", "analyzer.flows.udp")

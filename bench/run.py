@@ -170,7 +170,10 @@ def _prepare_files(data: Path, sizes: list[str], seed: int) -> dict[str, BenchFi
 
 
 def _analyzer_cmd() -> list[str]:
-    exe = shutil.which("analyzer")
+    # The console script of this interpreter's environment: a ``which`` hit may be a wrapper
+    # (pyenv's shim costs ~60 ms of bash per run) or another environment's install.
+    beside = Path(PY).parent / "analyzer"
+    exe = str(beside) if beside.is_file() and os.access(beside, os.X_OK) else shutil.which("analyzer")
     # The console script imports the installed package, not the snapshot; ``-m`` imports from cwd.
     return [exe] if exe and TREE == ROOT else [PY, "-m", "analyzer"]
 

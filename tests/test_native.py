@@ -344,6 +344,87 @@ def test_c_walker_is_built_where_a_compiler_exists() -> None:
     assert container._walk is not None, "setup.py's optional extension failed to build"
 
 
+# -- the C walk in two halves -------------------------------------------------------------------
+
+needs_c_walk = pytest.mark.skipif(
+    __import__("analyzer.decode.container").decode.container._walk is None, reason="no C walker"
+)
+
+
+class _SyncAt:
+    """The C walker, with ``pcap_sync`` answering ``offset`` (a wrong or missing guess)."""
+
+    def __init__(self, real: object, offset: int) -> None:
+        self._real, self._offset = real, offset
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+    def pcap_sync(self, *_: object) -> int:
+        return self._offset
+
+
+def _one_walk(data: bytes) -> np.ndarray:
+    from analyzer.decode.container import _walk_pcap_python
+
+    return _walk_pcap_python(data, "<")
+
+
+@needs_c_walk
+@given(
+    lengths=st.lists(st.integers(min_value=0, max_value=300), min_size=1, max_size=120),
+    cut=st.integers(min_value=0, max_value=40),
+    guess=st.one_of(st.none(), st.integers(min_value=-1, max_value=40_000)),
+)
+@settings(max_examples=150, deadline=None)
+def test_property_two_half_walk_equals_one_walk(lengths: list[int], cut: int, guess: int | None) -> None:
+    """Whatever the sync guess (right, wrong, none) and however the file ends, the halves join
+    into exactly the one-walk offsets."""
+    from analyzer.decode import container
+
+    frames = [bytes([i % 251]) * n for i, n in enumerate(lengths)]
+    data = pcap_bytes(frames)
+    data = data[: len(data) - cut] if cut < len(data) - 24 else data
+    real = container._walk
+    walker = real if guess is None else _SyncAt(real, guess)
+    try:
+        container._walk = walker
+        halves = container._walk_pcap_halves(data, False, False)
+    finally:
+        container._walk = real
+    assert np.array_equal(halves, _one_walk(data))
+
+
+@needs_c_walk
+def test_two_half_walk_finds_the_middle_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a real capture the guess is a record boundary, so the second half really runs."""
+    from analyzer.decode import _walk as cwalk  # type: ignore[attr-defined]
+    from analyzer.decode import container
+
+    data = pcap_bytes([linux_segment(1, 2, i, 4, b"y" * (i % 97)) for i in range(900)])  # usec < 10**6
+    offsets = _one_walk(data)
+    sync = cwalk.pcap_sync(data, False, False, len(data) // 2, len(data))
+    assert sync in set(offsets.tolist())
+    monkeypatch.setattr(container, "HALVES_MIN_BYTES", 1)
+    monkeypatch.setattr(container, "usable_cpus", lambda: 2)
+    path = write(tmp_path, data)
+    with __import__("analyzer.decode.source").decode.source.CaptureBytes(path) as src:
+        assert np.array_equal(read_records(src.data, path).data_off, offsets + 16)
+
+
+@needs_c_walk
+def test_two_half_walk_with_a_damaged_first_half(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record with an impossible length before the middle: the first walk never lands on the
+    guess, goes on alone, and the result is the one walk's (cut there later by _cut_damaged)."""
+    from analyzer.decode import container
+
+    frames = [linux_segment(1, 2, i, 4, b"z" * (i % 50)) for i in range(400)]
+    data = bytearray(pcap_bytes(frames))
+    bad = int(_one_walk(bytes(data))[100])
+    data[bad + 8 : bad + 12] = struct.pack("<I", 0x7FFF0000)
+    assert np.array_equal(container._walk_pcap_halves(bytes(data), False, False), _one_walk(bytes(data)))
+
+
 # -- layers decoded on several threads ----------------------------------------------------------
 
 

@@ -61,6 +61,69 @@ static PyObject *walk_pcap(PyObject *self, PyObject *args) {
 }
 
 /*
+ * walk_pcap_range(buf, swap, start, stop) -> (bytes of int64 record-header offsets, end)
+ * The walk of walk_pcap from `start`, until the next record would start at or after `stop`
+ * (or the file ends); `end` is where it stopped. A walk that ends exactly on another walk's
+ * start has found the same chain of records: the two join into the one-walk result.
+ */
+static PyObject *walk_pcap_range(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    int swap;
+    Py_ssize_t off, stop;
+    if (!PyArg_ParseTuple(args, "y*pnn", &view, &swap, &off, &stop)) return NULL;
+    const unsigned char *buf = view.buf;
+    Py_ssize_t n = view.len;
+    vec out = {0};
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (off + 16 <= n && off < stop) {
+        if (vec_push(&out, off)) { failed = 1; break; }
+        off += 16 + (Py_ssize_t)rd32(buf + off + 8, swap);
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (failed) { PyMem_Free(out.data); return PyErr_NoMemory(); }
+    PyObject *b = vec_bytes(&out);
+    if (!b) return NULL;
+    return Py_BuildValue("(Nn)", b, off);
+}
+
+/* A plausible classic pcap record header at p (and its record inside the file). */
+static int plausible(const unsigned char *buf, Py_ssize_t n, Py_ssize_t p, int swap, uint32_t frac_max) {
+    if (p + 16 > n) return 0;
+    uint32_t frac = rd32(buf + p + 4, swap), cap = rd32(buf + p + 8, swap), wire = rd32(buf + p + 12, swap);
+    return frac < frac_max && cap <= wire && wire <= 0x4000000 && p + 16 + (Py_ssize_t)cap <= n;
+}
+
+/*
+ * pcap_sync(buf, swap, nano, start, limit) -> offset or -1
+ * The first offset in [start, limit) where `hops` consecutive plausible record headers chain
+ * (each the previous one's length further on): a guess at a record boundary, for a second
+ * walk to start from. Only a guess: walk_pcap_range's end confirms it (or the caller walks on).
+ */
+static PyObject *pcap_sync(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    int swap, nano;
+    Py_ssize_t start, limit, found = -1;
+    if (!PyArg_ParseTuple(args, "y*ppnn", &view, &swap, &nano, &start, &limit)) return NULL;
+    const unsigned char *buf = view.buf;
+    Py_ssize_t n = view.len;
+    uint32_t frac_max = nano ? 1000000000u : 1000000u;
+    const int hops = 32;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t c = start; c < limit && found < 0; c++) {
+        Py_ssize_t p = c;
+        int k = 0;
+        for (; k < hops && plausible(buf, n, p, swap, frac_max); k++)
+            p += 16 + (Py_ssize_t)rd32(buf + p + 8, swap);
+        if (k == hops || (k > 0 && p == n)) found = c;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(found);
+}
+
+/*
  * walk_pcapng_epb(buf, start, swap) -> (bytes of int64 EPB offsets, stop offset)
  * Follows well-formed Enhanced Packet Blocks from `start` and stops at the first block that is
  * anything else (or malformed): the caller handles that block in Python and calls again.
@@ -91,6 +154,8 @@ static PyObject *walk_pcapng_epb(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"walk_pcap", walk_pcap, METH_VARARGS, "Offsets of every classic pcap record header."},
+    {"walk_pcap_range", walk_pcap_range, METH_VARARGS, "walk_pcap from an offset, to a limit."},
+    {"pcap_sync", pcap_sync, METH_VARARGS, "A likely pcap record boundary at or after an offset."},
     {"walk_pcapng_epb", walk_pcapng_epb, METH_VARARGS, "Offsets of consecutive pcapng EPBs."},
     {NULL, NULL, 0, NULL},
 };

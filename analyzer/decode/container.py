@@ -14,6 +14,7 @@ import contextlib
 import os
 import struct
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from analyzer.decode.cpus import usable_cpus
 from analyzer.decode.gather import gather
 from analyzer.decode.source import Buffer
 from analyzer.errors import CaptureFormatError
@@ -41,6 +43,10 @@ try:  # the optional C walker (setup.py builds it when a compiler exists)
     from analyzer.decode import _walk  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - exercised on machines without a compiler
     _walk = None
+# From this file size the C walk runs in two halves on two threads (a thread costs more than
+# it saves on small files); the second half's start is searched for this far past the middle.
+HALVES_MIN_BYTES = 32 << 20
+SYNC_WINDOW = 1 << 20
 MAX_SANE_CAPLEN = 0x4000000  # 64 MiB: Wireshark's largest accepted record (WTAP_MAX_PACKET_SIZE_*)
 
 I64 = npt.NDArray[np.int64]
@@ -85,7 +91,7 @@ def _read_pcap(buf: Buffer, path: Path, order: str, nano: bool) -> Records:
         raise CaptureFormatError(f"{path}: pcap file header cut short ({len(buf)} of 24 bytes)")
     _snaplen, linktype = struct.unpack_from(order + "II", buf, 16)
     linktype &= 0x0FFFFFFF  # upper bits may carry FCS length flags
-    offsets = _walk_pcap(buf, order)
+    offsets = _walk_pcap(buf, order, nano)
     warnings: list[str] = []
     hdr = gather(
         buf,
@@ -110,11 +116,47 @@ def _read_pcap(buf: Buffer, path: Path, order: str, nano: bool) -> Records:
     )
 
 
-def _walk_pcap(buf: Buffer, order: str) -> I64:
+def _walk_pcap(buf: Buffer, order: str, nano: bool) -> I64:
     """Offsets of every record header; the one inherently sequential step."""
-    if _walk is not None and os.environ.get("ANALYZER_PURE_PYTHON") != "1":
-        return np.frombuffer(_walk.walk_pcap(buf, order != NATIVE), dtype=np.int64)
-    return _walk_pcap_python(buf, order)
+    if _walk is None or os.environ.get("ANALYZER_PURE_PYTHON") == "1":
+        return _walk_pcap_python(buf, order)
+    swap = order != NATIVE
+    if len(buf) >= HALVES_MIN_BYTES and usable_cpus() > 1:
+        return _walk_pcap_halves(buf, swap, nano)
+    return np.frombuffer(_walk.walk_pcap(buf, swap), dtype=np.int64)
+
+
+def _walk_pcap_halves(buf: Buffer, swap: bool, nano: bool) -> I64:
+    """The C walk in two halves at once (the GIL is released while it runs).
+
+    The second half starts at a guessed record boundary past the middle (``pcap_sync``: 32
+    chained plausible headers). The guess holds when the first half's walk ends exactly on it:
+    from there both follow the same chain, so the halves join into the one-walk result. Else
+    (a damaged record, a fooled guess) the first walk goes on alone, as ``walk_pcap`` would.
+    """
+    n = len(buf)
+    mid = n // 2
+    sync = _walk.pcap_sync(buf, swap, nano, mid, min(n, mid + SYNC_WINDOW))
+    if sync < 0:
+        return np.frombuffer(_walk.walk_pcap(buf, swap), dtype=np.int64)
+    second: list[tuple[bytes, int] | BaseException] = []
+
+    def walk_second() -> None:
+        try:
+            second.append(_walk.walk_pcap_range(buf, swap, sync, n))
+        except BaseException as exc:  # re-raised in the caller's thread
+            second.append(exc)
+
+    thread = threading.Thread(target=walk_second, name="walk-2")
+    thread.start()
+    try:
+        first, end = _walk.walk_pcap_range(buf, swap, 24, sync)
+    finally:
+        thread.join()
+    if isinstance(second[0], BaseException):
+        raise second[0]
+    rest = second[0][0] if end == sync else _walk.walk_pcap_range(buf, swap, end, n)[0]
+    return np.concatenate([np.frombuffer(first, dtype=np.int64), np.frombuffer(rest, dtype=np.int64)])
 
 
 def _walk_pcap_python(buf: Buffer, order: str) -> I64:

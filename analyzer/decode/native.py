@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 import sys
 import threading
 from dataclasses import dataclass, replace
@@ -28,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analyzer.decode.container import Records, read_records
+from analyzer.decode.cpus import usable_cpus
 from analyzer.decode.layers import Layers
 from analyzer.decode.link import link_layer
 from analyzer.decode.network import ipv4, ipv6
@@ -230,10 +230,3 @@ def decode(buf: Buffer, rec: Records, preload: threading.Thread | None = None) -
     # copy=False: the columns are fresh arrays; consolidating them into 2-D blocks would copy
     # every column once more (about 0.2 s for 1M packets).
     return pd.DataFrame({name: data[name] for name in PACKET_COLUMNS}, copy=False)
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, where the platform has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
