@@ -8,6 +8,7 @@ any number of workers.
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -278,7 +279,8 @@ def test_cli_forks_by_default_only_for_json(
 
 
 def test_the_cli_leaves_only_the_last_analysis_to_the_exit(bench_capture: Path) -> None:
-    """Freeing a large analysis object by object is left to the process exit, one at a time."""
+    """Freeing a large analysis object by object is left to the process exit, one at a time,
+    and the collector does not scan it on the way out."""
     from typer.testing import CliRunner
 
     from analyzer.cli import analyze as analyze_cmd
@@ -288,3 +290,7 @@ def test_the_cli_leaves_only_the_last_analysis_to_the_exit(bench_capture: Path) 
         result = CliRunner().invoke(app, ["analyze", str(bench_capture), "--format", "json", "-j", "1"])
         assert result.exit_code == 0, result.output
     assert len(analyze_cmd._KEPT) == 1 and isinstance(analyze_cmd._KEPT[0], Analysis)
+    # ... and out of the collector's sight, which is running again
+    assert gc.isenabled() and gc.get_freeze_count() > 0
+    tracked = {id(o) for o in gc.get_objects()}
+    assert id(analyze_cmd._KEPT[0]) not in tracked
