@@ -25,6 +25,7 @@ import numpy as np
 from analyzer.decode import read_packets
 from analyzer.decode.source import GZIP_MAGIC, CaptureBytes
 from analyzer.errors import CaptureFormatError, InputError, UsageError
+from analyzer.writev import Gather
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,7 +83,7 @@ class LazyRecords(Sequence[dict[str, Any]]):
         self,
         count: int,
         build: Callable[[], list[dict[str, Any]]],
-        json_chunks: Callable[[], Iterator[bytes]] | None = None,
+        json_chunks: Callable[[], Iterator[bytes | Gather]] | None = None,
     ) -> None:
         self._count = count
         self._build = build
@@ -214,7 +215,7 @@ def analyze(
         try:
             capture = capture_info(path, packets)
             udp = analyze_udp(packets, payloads)
-            udp_json: Callable[[], Iterator[bytes]] = udp.json_chunks
+            udp_json: Callable[[], Iterator[bytes | Gather]] = udp.json_chunks
             if job.forked:
                 # With workers, every TCP record comes back as JSON text (what the CLI forks
                 # for); the UDP records' text is made now too, while the workers run.
@@ -234,7 +235,7 @@ def analyze(
     )
 
 
-def _held(chunks: list[bytes]) -> Callable[[], Iterator[bytes]]:
+def _held(chunks: list[bytes]) -> Callable[[], Iterator[bytes | Gather]]:
     return lambda: iter(chunks)
 
 

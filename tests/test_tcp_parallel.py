@@ -18,8 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas.testing as pdt
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from test_bench_gen import gen
 
 from analyzer.analysis import Analysis, analyze
@@ -305,31 +303,3 @@ def test_the_cli_process_starts_no_blas_threads() -> None:
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "1"
-
-
-@given(
-    pieces=st.lists(st.binary(max_size=40), max_size=60),
-    most=st.integers(min_value=1, max_value=200),
-    per_call=st.integers(min_value=1, max_value=8),
-)
-@settings(max_examples=100, deadline=None)
-def test_property_writev_writes_every_piece_in_order_despite_short_writes(
-    pieces: list[bytes], most: int, per_call: int
-) -> None:
-    """``os.writev`` may write less than asked (a signal, a full pipe): the rest still goes out."""
-    import tempfile
-
-    real = os.writev
-
-    def short(fd: int, buffers: list[bytes]) -> int:
-        data = b"".join(bytes(b) for b in buffers[:per_call])[:most]
-        return real(fd, [data])
-
-    with tempfile.TemporaryFile() as fh:
-        original, os.writev = os.writev, short  # type: ignore[assignment]
-        try:
-            tcp_parallel._write_all(fh, list(pieces))
-        finally:
-            os.writev = original  # type: ignore[assignment]
-        fh.seek(0)
-        assert fh.read() == b"".join(pieces)

@@ -53,6 +53,7 @@ from analyzer.flows.tcp import (
 )
 from analyzer.flows.tcp_json import record_texts
 from analyzer.flows.tcp_streams import TcpPackets, TcpRows, group_connections, tcp_rows, with_ids
+from analyzer.writev import write_all
 
 I64 = npt.NDArray[np.int64]
 
@@ -64,7 +65,6 @@ NOT_FORKED = -1  # the pid of a share whose fork failed (the caller analyzes it)
 # ~0.6 s of analysis per share, then ~0.06 s of writing).
 WORKER_SLOWDOWN = 1.1
 BUCKET_BITS = 12  # 4096 hash buckets: a share is a set of buckets
-WRITEV_PIECES = 1024  # buffers per os.writev call (Linux's IOV_MAX)
 
 
 def can_fork() -> bool:
@@ -364,31 +364,8 @@ def _write_share(fh: IO[bytes], share: _Share) -> None:
     columns = share.columns() if callable(share.columns) else share.columns
     table = pickle.dumps(columns, protocol=pickle.HIGHEST_PROTOCOL)
     header = pickle.dumps((share.ids, lengths, len(table)), protocol=pickle.HIGHEST_PROTOCOL)
-    _write_all(fh, [len(header).to_bytes(8, "little"), header, *share.texts, table])
-
-
-def _write_all(fh: IO[bytes], pieces: list[bytes | memoryview]) -> None:
-    """Write ``pieces`` in order: gathered by the kernel (``os.writev``) where it can."""
+    write_all(fh, [len(header).to_bytes(8, "little"), header, *share.texts, table])
     fh.flush()
-    if not hasattr(os, "writev"):
-        fh.writelines(pieces)
-        fh.flush()
-        return
-    fd = fh.fileno()
-    i = 0
-    cut: memoryview | None = None  # the unwritten end of piece i, after a short write
-    while i < len(pieces):
-        batch = pieces[i : i + WRITEV_PIECES]
-        if cut is not None:
-            batch[0] = cut
-        done = os.writev(fd, batch)
-        cut = None
-        for piece in batch:
-            if done < len(piece):
-                cut = memoryview(piece)[done:]
-                break
-            done -= len(piece)
-            i += 1
 
 
 def _read_share(fh: IO[bytes]) -> _Share:

@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 
 from analyzer.analysis import Analysis, LazyRecords
+from analyzer.writev import Gather, write_stream
 
 SCHEMA_RESOURCE = "schemas/report-1.schema.json"
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -29,17 +30,16 @@ RECORD_SEPARATOR = b",\n    "  # between the flows of a list (one per line)
 
 def render_json(report: Analysis | dict[str, Any]) -> str:
     """The report as JSON text (ends with a newline)."""
-    return b"".join(iter_json(report)).decode("utf-8")
+    return b"".join(c.joined() if isinstance(c, Gather) else c for c in iter_json(report)).decode("utf-8")
 
 
 def write_json(report: Analysis | dict[str, Any], out: IO[bytes]) -> None:
-    """Write the report to a binary stream, one flow at a time."""
-    for chunk in iter_json(report):
-        out.write(chunk)
+    """Write the report to a binary stream, one flow at a time (``writev`` batches to a file)."""
+    write_stream(out, iter_json(report))
 
 
-def iter_json(report: Analysis | dict[str, Any]) -> Iterator[bytes]:
-    """The report's JSON text in chunks (one per line)."""
+def iter_json(report: Analysis | dict[str, Any]) -> Iterator[bytes | memoryview | Gather]:
+    """The report's JSON text in chunks (one per line; a ``Gather`` is buffers back to back)."""
     # Records not built yet are written straight from the flow tables (LazyRecords.json_chunks).
     doc = report.document() if isinstance(report, Analysis) else report
     items = list(doc.items())
