@@ -457,11 +457,11 @@ def test_threaded_decode_reraises_a_thread_error(tmp_path: Path, monkeypatch: py
     calls: list[int] = []
     real = native.decode_layers
 
-    def second_fails(buf: object, rec: object) -> object:
+    def second_fails(buf: object, rec: object, out: object = None) -> object:
         calls.append(1)
         if len(calls) == 2:
             raise MemoryError("decode thread")
-        return real(buf, rec)  # type: ignore[arg-type]
+        return real(buf, rec, out)  # type: ignore[arg-type]
 
     monkeypatch.setattr(native, "decode_layers", second_fails)
     monkeypatch.setattr(native, "THREAD_MIN_RECORDS", 1)

@@ -6,7 +6,7 @@ the common case on single-protocol captures.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -43,24 +43,27 @@ def keep(idx: I64, mask: Bool) -> I64:
 class Layers:
     """Working columns while decoding; one entry per packet."""
 
-    def __init__(self, buf: Buffer, rec: Records) -> None:
+    def __init__(self, buf: Buffer, rec: Records, out: Fields | None = None) -> None:
+        """``out``: where to write named result columns (views of the whole capture's arrays,
+        when several threads decode ranges of it); others are allocated here."""
         n = len(rec.data_off)
+        self._out = out or {}
         self.buf = buf
         self.u8: U8 = np.frombuffer(buf, dtype=np.uint8) if len(buf) else np.zeros(0, np.uint8)
         self.n = n
         self.start = rec.data_off
         self.end = rec.data_off + rec.caplen.astype(np.int64)  # one past the last captured byte
         self.cut = rec.caplen < rec.wirelen  # snaplen shortened the frame
-        self.note = np.zeros(n, dtype=np.uint8)
+        self.note = self.column("note", np.uint8, 0)
         self.l3 = np.full(n, -1, dtype=np.int64)
         self.l3_kind = np.zeros(n, dtype=np.uint8)  # 4 or 6: what the link layer says
-        self.ip_version = np.zeros(n, dtype=np.uint8)
-        self.ip_proto = np.zeros(n, dtype=np.uint8)
-        self.ip_frag = np.zeros(n, dtype=np.bool_)
+        self.ip_version = self.column("ip_version", np.uint8, 0)
+        self.ip_proto = self.column("ip_proto", np.uint8, 0)
+        self.ip_frag = self.column("ip_frag", np.bool_, 0)
         self.l4 = np.full(n, -1, dtype=np.int64)
         self.l4_end = np.zeros(n, dtype=np.int64)  # end of the IP datagram (by its length field)
-        self.src4 = np.zeros(n, dtype=np.uint32)
-        self.dst4 = np.zeros(n, dtype=np.uint32)
+        self.src4 = self.column("src4", np.uint32, 0)
+        self.dst4 = self.column("dst4", np.uint32, 0)
         self.src6: npt.NDArray[np.uint64] = np.zeros((0, 2), dtype=np.uint64)
         self.dst6: npt.NDArray[np.uint64] = np.zeros((0, 2), dtype=np.uint64)
         self.idx6: I64 = np.zeros(0, dtype=np.int64)
@@ -70,6 +73,14 @@ class Layers:
         self.pre_l3: np.ndarray | None = None  # type: ignore[type-arg]
         self.pre_l3_at: I64 | None = None
         self.pre: dict[str, npt.NDArray[np.generic]] = {}
+
+    def column(self, name: str, dtype: npt.DTypeLike, fill: int) -> npt.NDArray[Any]:
+        """A result column of every packet, set to ``fill``: the view ``out`` gave, or new."""
+        view = self._out.get(name)
+        if view is None:
+            return np.full(self.n, fill, dtype=dtype)
+        view[...] = fill
+        return view
 
     def be16(self, pos: I64) -> npt.NDArray[np.uint16]:
         return gather(self.buf, pos, BE16).astype(np.uint16)

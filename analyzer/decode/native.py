@@ -32,7 +32,7 @@ from analyzer.decode.layers import Layers
 from analyzer.decode.link import link_layer
 from analyzer.decode.network import ipv4, ipv6
 from analyzer.decode.source import Buffer, CaptureBytes
-from analyzer.decode.transport import Inner, transport
+from analyzer.decode.transport import TRANSPORT_COLUMNS, Inner, transport
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -81,6 +81,17 @@ def _quiet_import(*modules: str) -> None:
             importlib.import_module(module)
 
 
+# The per-packet result columns (Layers' and transport's), by name: dtype and fill value.
+WHOLE_COLUMNS: dict[str, tuple[type[np.generic], int]] = {
+    "ip_version": (np.uint8, 0),
+    "ip_proto": (np.uint8, 0),
+    "ip_frag": (np.bool_, 0),
+    "note": (np.uint8, 0),
+    "src4": (np.uint32, 0),
+    "dst4": (np.uint32, 0),
+    **TRANSPORT_COLUMNS,
+}
+
 # Records below which one thread decodes: a thread and the concatenation cost more than they
 # save on small captures.
 THREAD_MIN_RECORDS = 200_000
@@ -108,9 +119,12 @@ class Decoded:
         return len(self.ip_version)
 
 
-def decode_layers(buf: Buffer, rec: Records) -> Decoded:
-    """Link, network and transport layers of every record of ``rec`` (numpy only)."""
-    ly = Layers(buf, rec)
+def decode_layers(buf: Buffer, rec: Records, out: dict[str, npt.NDArray[Any]] | None = None) -> Decoded:
+    """Link, network and transport layers of every record of ``rec`` (numpy only).
+
+    ``out``: views to write the per-packet result columns into (``decode_threaded``).
+    """
+    ly = Layers(buf, rec, out)
     link_layer(ly, rec.link_type)
     ipv4(ly)
     ipv6(ly, np.nonzero(ly.l3_kind == 6)[0])
@@ -131,10 +145,14 @@ def decode_threaded(buf: Buffer, rec: Records, threads: int) -> Decoded:
     n = len(rec.data_off)
     bounds = np.linspace(0, n, threads + 1).astype(np.int64).tolist()
     parts: list[Decoded | BaseException | None] = [None] * threads
+    # The per-packet columns are written in place, each thread into its range of them: joining
+    # per-thread copies would copy (and page-fault) ~70 MB per million packets once more.
+    whole = {name: np.empty(n, dtype=dtype) for name, (dtype, _) in WHOLE_COLUMNS.items()}
 
     def run(k: int) -> None:
+        a, b = bounds[k], bounds[k + 1]
         try:
-            parts[k] = decode_layers(buf, _slice(rec, bounds[k], bounds[k + 1]))
+            parts[k] = decode_layers(buf, _slice(rec, a, b), {name: v[a:b] for name, v in whole.items()})
         except BaseException as exc:  # re-raised in the caller's thread
             parts[k] = exc
 
@@ -150,7 +168,7 @@ def decode_threaded(buf: Buffer, rec: Records, threads: int) -> Decoded:
             raise part
         assert part is not None
         done.append(part)
-    return _join(done, bounds)
+    return _join(done, bounds, whole)
 
 
 def _slice(rec: Records, a: int, b: int) -> Records:
@@ -164,9 +182,11 @@ def _slice(rec: Records, a: int, b: int) -> Records:
     )
 
 
-def _join(parts: list[Decoded], bounds: list[int]) -> Decoded:
+def _join(parts: list[Decoded], bounds: list[int], whole: dict[str, npt.NDArray[Any]]) -> Decoded:
+    """The parts as one: per-packet columns from ``whole`` (written in place), the rest joined."""
+
     def cat(name: str) -> Any:  # the field's own array type
-        return np.concatenate([getattr(p, name) for p in parts])
+        return whole[name] if name in whole else np.concatenate([getattr(p, name) for p in parts])
 
     def cat_idx(idx: list[npt.NDArray[np.int64]]) -> npt.NDArray[np.int64]:
         return np.concatenate([i + start for i, start in zip(idx, bounds, strict=False)])
@@ -189,7 +209,10 @@ def _join(parts: list[Decoded], bounds: list[int]) -> Decoded:
         idx6=cat_idx([p.idx6 for p in parts]),
         src6=cat("src6"),
         dst6=cat("dst6"),
-        cols={name: np.concatenate([p.cols[name] for p in parts]) for name in parts[0].cols},
+        cols={
+            name: whole[name] if name in whole else np.concatenate([p.cols[name] for p in parts])
+            for name in parts[0].cols
+        },
         inner=inner,
     )
 

@@ -29,31 +29,35 @@ from analyzer.decode.wire import (
     UDP_DT,
 )
 
+# The per-packet columns ``transport`` fills: dtype, and the value of a packet without them.
+TRANSPORT_COLUMNS: dict[str, tuple[type[np.generic], int]] = {
+    "sport": (np.uint16, 0),
+    "dport": (np.uint16, 0),
+    "tcp_flags": (np.uint16, 0),
+    "seq": (np.uint32, 0),
+    "ack": (np.uint32, 0),
+    "win": (np.uint16, 0),
+    "payload_len": (np.uint32, 0),
+    "payload_offset": (np.int64, -1),
+    "payload_caplen": (np.uint32, 0),
+    "opt_mss": (np.uint16, 0),
+    "opt_wscale": (np.int8, -1),
+    "opt_sack_perm": (np.bool_, 0),
+    "opt_ts": (np.bool_, 0),
+    "opt_tsval": (np.uint32, 0),
+    "opt_tsecr": (np.uint32, 0),
+    "opt_sack_blocks": (np.uint8, 0),
+    "icmp_type": (np.int16, -1),
+    "icmp_code": (np.int16, -1),
+    "inner_proto": (np.uint8, 0),
+    "inner_sport": (np.uint16, 0),
+    "inner_dport": (np.uint16, 0),
+}
+
 
 def transport(ly: Layers) -> tuple[dict[str, npt.NDArray[np.generic]], Inner]:
-    n = ly.n
     c: dict[str, npt.NDArray[np.generic]] = {
-        "sport": np.zeros(n, np.uint16),
-        "dport": np.zeros(n, np.uint16),
-        "tcp_flags": np.zeros(n, np.uint16),
-        "seq": np.zeros(n, np.uint32),
-        "ack": np.zeros(n, np.uint32),
-        "win": np.zeros(n, np.uint16),
-        "payload_len": np.zeros(n, np.uint32),
-        "payload_offset": np.full(n, -1, np.int64),
-        "payload_caplen": np.zeros(n, np.uint32),
-        "opt_mss": np.zeros(n, np.uint16),
-        "opt_wscale": np.full(n, -1, np.int8),
-        "opt_sack_perm": np.zeros(n, np.bool_),
-        "opt_ts": np.zeros(n, np.bool_),
-        "opt_tsval": np.zeros(n, np.uint32),
-        "opt_tsecr": np.zeros(n, np.uint32),
-        "opt_sack_blocks": np.zeros(n, np.uint8),
-        "icmp_type": np.full(n, -1, np.int16),
-        "icmp_code": np.full(n, -1, np.int16),
-        "inner_proto": np.zeros(n, np.uint8),
-        "inner_sport": np.zeros(n, np.uint16),
-        "inner_dport": np.zeros(n, np.uint16),
+        name: ly.column(name, dtype, fill) for name, (dtype, fill) in TRANSPORT_COLUMNS.items()
     }
     has_l4 = ly.l4 >= 0
     _tcp(ly, c)
