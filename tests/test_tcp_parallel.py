@@ -22,7 +22,7 @@ from test_bench_gen import gen
 
 from analyzer.analysis import Analysis, analyze
 from analyzer.flows import tcp_parallel
-from analyzer.flows.tcp_streams import build_tcp_packets, group_connections, tcp_rows, with_ids
+from analyzer.flows.tcp_streams import build_tcp_packets, group_connections, tcp_tuples, with_ids
 from analyzer.report.json_report import render_json
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
@@ -58,7 +58,7 @@ def _same(a: Analysis, b: Analysis) -> None:
 def test_workers_give_the_serial_table_json_and_records(
     bench_capture: Path, serial: Analysis, small_shares: None, jobs: int
 ) -> None:
-    share_of = tcp_parallel.plan_shares(tcp_rows(serial.packets), jobs)
+    share_of = tcp_parallel.plan_shares(tcp_tuples(serial.packets), jobs)
     assert share_of is not None and int(share_of.max()) == jobs - 1  # it really splits
     _same(serial, analyze(bench_capture, jobs=jobs))
 
@@ -66,7 +66,7 @@ def test_workers_give_the_serial_table_json_and_records(
 def test_shares_are_whole_four_tuples_of_planned_size(serial: Analysis, small_shares: None) -> None:
     tp = build_tcp_packets(serial.packets)
     assert tp.n_blocks > 100 and (tp.next_on_tuple >= 0).any()  # port reuse is in the capture
-    tr = tcp_rows(serial.packets)
+    tr = tcp_tuples(serial.packets)
     assert (tr.rows == np.sort(tp.row)).all()
     for workers, reserve in ((2, 0), (3, 500), (4, 0), (7, 300)):
         share_of = tcp_parallel.plan_shares(tr, workers, reserve=reserve)
@@ -86,7 +86,7 @@ def test_shares_are_whole_four_tuples_of_planned_size(serial: Analysis, small_sh
 
 def test_shares_grouped_apart_get_the_ids_of_the_whole(serial: Analysis) -> None:
     whole = build_tcp_packets(serial.packets)
-    tr = tcp_rows(serial.packets)
+    tr = tcp_tuples(serial.packets)
     odd = (tr.tuple_hash() & np.uint64(1)).astype(bool)  # any split into whole 4-tuples
     parts = [group_connections(serial.packets, tr.take(np.flatnonzero(m))) for m in (odd, ~odd)]
     every = np.sort(np.concatenate([p.frame[p.starts] for p in parts]))
@@ -100,13 +100,13 @@ def test_shares_grouped_apart_get_the_ids_of_the_whole(serial: Analysis) -> None
 
 
 def test_both_directions_hash_alike(serial: Analysis) -> None:
-    tr = tcp_rows(serial.packets)
+    tr = tcp_tuples(serial.packets)
     swapped = type(tr)(tr.rows, tr.d_ip, tr.s_ip, tr.dport, tr.sport, tr.addresses)
     assert (swapped.tuple_hash() == tr.tuple_hash()).all()
 
 
 def test_no_fork_while_another_thread_runs(serial: Analysis, small_shares: None) -> None:
-    tr = tcp_rows(serial.packets)
+    tr = tcp_tuples(serial.packets)
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()

@@ -52,7 +52,7 @@ from analyzer.flows.tcp import (
     flow_table,
 )
 from analyzer.flows.tcp_json import record_texts
-from analyzer.flows.tcp_streams import TcpPackets, TcpRows, group_connections, tcp_rows, with_ids
+from analyzer.flows.tcp_streams import TcpPackets, TcpTuples, group_connections, tcp_tuples, with_ids
 from analyzer.writev import write_all
 
 I64 = npt.NDArray[np.int64]
@@ -105,7 +105,7 @@ class TcpJob:
     packets: pd.DataFrame
     payloads: CaptureBytes | None
     msl: float
-    tr: TcpRows
+    tr: TcpTuples
     share_of: npt.NDArray[np.int16] | None  # share of each packet of ``tr``; None: one share
     own: TcpPackets | None = None  # share 0, grouped and numbered
     workers: list[_Worker] = field(default_factory=list)  # share k + 1
@@ -249,7 +249,7 @@ def start_tcp(
     share is made that much smaller). With one worker, a small capture, or where forking is not
     safe, ``result()`` analyzes everything in the calling process.
     """
-    tr = tcp_rows(packets)
+    tr = tcp_tuples(packets)
     share_of = plan_shares(tr, workers, reserve)
     job = TcpJob(packets, payloads, msl, tr, share_of)
     if share_of is None:
@@ -291,7 +291,7 @@ def _fork_workers(job: TcpJob, n: int) -> None:
         job.workers.append(_Worker(pid, fh, to_worker=to_w, from_worker=from_r))
 
 
-def plan_shares(tr: TcpRows, workers: int, reserve: int = 0) -> npt.NDArray[np.int16] | None:
+def plan_shares(tr: TcpTuples, workers: int, reserve: int = 0) -> npt.NDArray[np.int16] | None:
     """The share of every TCP packet (0: the caller's), or None for one share.
 
     Whole 4-tuples go to a share (by hash bucket). The caller's share is ``reserve`` packets

@@ -126,8 +126,8 @@ def stable_argsort_codes(codes: I64) -> I64:
 
 
 @dataclass(frozen=True)
-class TcpRows:
-    """The TCP packets of a PACKETS frame and their endpoints, before grouping (``tcp_rows``)."""
+class TcpTuples:
+    """The TCP packets of a PACKETS frame and their 4-tuples' endpoints, before grouping."""
 
     rows: I64  # PACKETS rows, in frame order
     s_ip: I64  # source address: code into ``addresses``
@@ -139,9 +139,9 @@ class TcpRows:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def take(self, idx: I64) -> TcpRows:
-        """The packets ``idx`` (positions in this TcpRows, ascending) only."""
-        return TcpRows(
+    def take(self, idx: I64) -> TcpTuples:
+        """The packets ``idx`` (positions in this TcpTuples, ascending) only."""
+        return TcpTuples(
             self.rows[idx], self.s_ip[idx], self.d_ip[idx], self.sport[idx], self.dport[idx], self.addresses
         )
 
@@ -163,7 +163,7 @@ class TcpRows:
         return h
 
 
-def tcp_rows(packets: pd.DataFrame) -> TcpRows:
+def tcp_tuples(packets: pd.DataFrame) -> TcpTuples:
     """The TCP packets of ``packets`` with integer codes for their addresses."""
     rows = select_tcp(packets)
     src = packets["src"].astype("category").array
@@ -174,7 +174,7 @@ def tcp_rows(packets: pd.DataFrame) -> TcpRows:
     cats = src_cats.append(dst_cats).unique()
     s_map = cats.get_indexer(src_cats).astype(np.int64)
     d_map = cats.get_indexer(dst_cats).astype(np.int64)
-    return TcpRows(
+    return TcpTuples(
         rows=rows,
         s_ip=s_map[np.asarray(src.codes)[rows].astype(np.int64)],
         d_ip=d_map[np.asarray(dst.codes)[rows].astype(np.int64)],
@@ -186,10 +186,10 @@ def tcp_rows(packets: pd.DataFrame) -> TcpRows:
 
 def build_tcp_packets(packets: pd.DataFrame) -> TcpPackets:
     """Group the TCP packets of a PACKETS frame into connections (rules: module docstring)."""
-    return group_connections(packets, tcp_rows(packets))
+    return group_connections(packets, tcp_tuples(packets))
 
 
-def group_connections(packets: pd.DataFrame, tr: TcpRows) -> TcpPackets:
+def group_connections(packets: pd.DataFrame, tr: TcpTuples) -> TcpPackets:
     """Group the TCP packets ``tr`` of ``packets`` into connections.
 
     ``tr`` may be any set of whole 4-tuples (``tcp_parallel`` gives each process a share):
