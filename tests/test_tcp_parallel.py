@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +79,8 @@ def test_shares_are_whole_four_tuples_of_planned_size(serial: Analysis, small_sh
         assert len(pairs) == len(np.unique(tuple_of_packet))
         # the sizes follow the plan: the caller's share is lighter by the reserve
         sizes = np.bincount(share_of, minlength=workers)
-        load = (len(tr) + reserve) / (1 + (workers - 1) / tcp_parallel.WORKER_SLOWDOWN)
-        expected = [load - reserve] + [load / tcp_parallel.WORKER_SLOWDOWN] * (workers - 1)
+        load = (len(tr) + reserve) / workers
+        expected = [load - reserve] + [load] * (workers - 1)
         assert np.allclose(sizes, expected, rtol=0.25), (sizes, expected)
     assert tcp_parallel.plan_shares(tr, 1) is None
 
@@ -125,7 +126,7 @@ def test_a_failed_worker_is_redone_in_the_caller(
     def broken(*_: object) -> None:
         raise RuntimeError("worker cannot write")
 
-    monkeypatch.setattr(tcp_parallel, "_write_share", broken)  # inherited by the forked worker
+    monkeypatch.setattr(tcp_parallel, "_write_texts", broken)  # inherited by the forked worker
     with pytest.warns(RuntimeWarning, match="analyzing it here instead"):
         result = analyze(bench_capture, jobs=2)
     _same(serial, result)
@@ -303,3 +304,50 @@ def test_the_cli_process_starts_no_blas_threads() -> None:
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "1"
+
+
+@needs_fork
+def test_a_worker_that_ends_before_its_table_columns_only_costs_the_table(
+    bench_capture: Path, serial: Analysis, small_shares: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The texts (DONE) came, the columns never do: the JSON is whole, the table says why not."""
+    caller = os.getpid()
+    real = tcp_parallel.flow_columns
+
+    def columns(facts: object) -> object:
+        if os.getpid() != caller:  # in the worker
+            os._exit(5)
+        return real(facts)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tcp_parallel, "flow_columns", columns)
+    result = analyze(bench_capture, jobs=2)
+    assert render_json(result) == render_json(serial)
+    with pytest.raises(RuntimeError, match="ended before sending its table columns"):
+        result.tcp  # noqa: B018
+
+
+@needs_fork
+def test_workers_whose_table_is_not_read_are_reaped_later(
+    bench_capture: Path, small_shares: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            started.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork)
+    result = analyze(bench_capture, jobs=3)
+    render_json(result)  # the texts only: the workers' columns are never read
+    assert len(started) == 2
+    for _ in range(200):  # they exit on their own; bounded wait
+        tcp_parallel._reap_finished()
+        if not set(started) & tcp_parallel._UNREAPED:
+            break
+        time.sleep(0.05)
+    for pid in started:  # reaped: no longer our child
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)

@@ -30,10 +30,12 @@ import mmap
 import os
 import pickle
 import signal
+import struct
 import sys
 import tempfile
 import threading
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
@@ -45,6 +47,7 @@ import pandas as pd
 from analyzer.decode.source import CaptureBytes
 from analyzer.flows.tcp import (
     FlowColumns,
+    TcpFacts,
     TcpFlows,
     analyze_connections,
     concat_columns,
@@ -60,10 +63,6 @@ I64 = npt.NDArray[np.int64]
 # Below this many TCP packets per process a fork costs more than it saves.
 MIN_PACKETS_PER_WORKER = 50_000
 NOT_FORKED = -1  # the pid of a share whose fork failed (the caller analyzes it)
-# A forked worker's cost per packet relative to the caller's: it analyzes as fast (it forks
-# before grouping, so its arrays are its own), then writes its share out (1M bench capture:
-# ~0.6 s of analysis per share, then ~0.06 s of writing).
-WORKER_SLOWDOWN = 1.1
 BUCKET_BITS = 12  # 4096 hash buckets: a share is a set of buckets
 
 
@@ -79,17 +78,25 @@ class _Share:
     texts: list[bytes | memoryview]  # JSON text of each record, in id order
 
 
-DONE = b"\x01"  # a worker's last word on its pipe: its share is written
+# A worker's messages after the first-frame exchange: DONE (its texts and their index are
+# written: sizes follow), then COLUMNS (its table columns are written after them: size follows).
+DONE = b"D"
+COLUMNS = b"C"
+_SIZES = struct.Struct("<qq")
+# Workers whose table columns were never asked for: they exit on their own, and are reaped
+# when found finished (by the next start_tcp or TcpJob.close) instead of waited for.
+_UNREAPED: set[int] = set()
 
 
 @dataclass
 class _Worker:
     pid: int  # NOT_FORKED: the caller does the share
     out: IO[bytes]  # the share, written by the worker
-    to_worker: int = -1  # pipe ends: the first-frame exchange, then DONE (-1: closed)
+    to_worker: int = -1  # pipe ends: the first-frame exchange, then DONE and COLUMNS (-1: closed)
     from_worker: int = -1
     failed: bool = False  # the caller redoes the share
     reaped: bool = False
+    handed_over: bool = False  # its texts are read; its pipe and file belong to _LateColumns
 
     def close_pipes(self) -> None:
         for fd in (self.to_worker, self.from_worker):
@@ -127,8 +134,16 @@ class TcpJob:
         return _merge(shares)
 
     def close(self) -> None:
-        """Reap the workers, stopping those not collected yet (after an error in the caller)."""
+        """Reap the workers, stopping those not collected yet (after an error in the caller).
+
+        A worker whose texts were read may still be writing its table columns: it is left to
+        finish, and reaped once it has (``_reap_finished``).
+        """
         for worker in self.workers:
+            if worker.handed_over:
+                if not worker.reaped:
+                    _UNREAPED.add(worker.pid)
+                continue
             worker.close_pipes()
             if worker.pid != NOT_FORKED and not worker.reaped:
                 if not worker.out.closed:  # not collected
@@ -138,6 +153,7 @@ class TcpJob:
                     os.waitpid(worker.pid, 0)
                 worker.reaped = True
             worker.out.close()
+        _reap_finished()
 
     # -- grouping and numbering -----------------------------------------------------------
 
@@ -180,10 +196,13 @@ class TcpJob:
 
     # -- analysis -------------------------------------------------------------------------
 
-    def _analyze(self, tp: TcpPackets) -> _Share:
-        flows = analyze_connections(tp, self.payloads, msl=self.msl)
-        facts = flows.facts
+    def _facts(self, tp: TcpPackets) -> TcpFacts:
+        facts = analyze_connections(tp, self.payloads, msl=self.msl).facts
         assert facts is not None
+        return facts
+
+    def _analyze(self, tp: TcpPackets) -> _Share:
+        facts = self._facts(tp)
         ids: list[I64] = []
         texts: list[bytes | memoryview] = []
         for chunk_ids, chunk_texts in record_texts(facts):
@@ -194,12 +213,14 @@ class TcpJob:
         return _Share(lambda: flow_columns(facts), all_ids, texts)
 
     def _collect(self, k: int, worker: _Worker) -> _Share:
-        # DONE, not the worker's exit, says the share is written: the kernel takes a while
-        # to tear down a large process, and the worker is reaped later (``close``).
+        # DONE, not the worker's exit, says the texts are written: the worker goes on with its
+        # table columns, and a large process takes a while to tear down besides.
         try:
-            if not worker.failed and os.read(worker.from_worker, 1) == DONE:
-                worker.out.seek(0)
-                return _read_share(worker.out)
+            sizes = None if worker.failed else _receive(worker.from_worker, DONE, _SIZES.size)
+            if sizes is not None:
+                share = _read_share(worker, *_SIZES.unpack(sizes))
+                worker.handed_over = True
+                return share
             if worker.pid != NOT_FORKED:
                 _, status = os.waitpid(worker.pid, 0)
                 worker.reaped = True
@@ -209,8 +230,9 @@ class TcpJob:
                     stacklevel=3,
                 )
         finally:
-            worker.close_pipes()
-            worker.out.close()
+            if not worker.handed_over:
+                worker.close_pipes()
+                worker.out.close()
         return self._analyze(self._numbered(self._group(k)))
 
     def run_worker(self, k: int, out: IO[bytes], send: int, receive: int) -> None:
@@ -218,19 +240,30 @@ class TcpJob:
 
         ``send`` and ``receive`` are the pipe ends of the first-frame exchange with the caller.
         """
-        code = 1
         try:
             tp = self._group(k)
             _send_array(send, _first_frames(tp))
             self.first_frames = [_recv_array(receive)]
             os.close(receive)
-            _write_share(out, self._analyze(self._numbered(tp)))
-            os.write(send, DONE)
-            code = 0
+            facts = self._facts(self._numbered(tp))
+            sizes = _write_texts(out, facts)
+            os.write(send, DONE + _SIZES.pack(*sizes))
         except BaseException:  # the caller re-analyzes the share; say why on stderr
             import traceback
 
             traceback.print_exc()
+            os._exit(1)
+        # The texts are out. The table columns follow; the caller reads them only if it reads
+        # the table, and may be gone already: from here on nothing is said on its streams.
+        code = 1
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            table = pickle.dumps(flow_columns(facts), protocol=pickle.HIGHEST_PROTOCOL)
+            write_all(out, [table])
+            os.write(send, COLUMNS + _SIZES.pack(len(table), 0))
+            code = 0
         finally:
             os._exit(code)
 
@@ -294,10 +327,11 @@ def _fork_workers(job: TcpJob, n: int) -> None:
 def plan_shares(tr: TcpTuples, workers: int, reserve: int = 0) -> npt.NDArray[np.int16] | None:
     """The share of every TCP packet (0: the caller's), or None for one share.
 
-    Whole 4-tuples go to a share (by hash bucket). The caller's share is ``reserve`` packets
-    lighter, as it has that other work; a worker's packets weigh WORKER_SLOWDOWN each. With
-    ``L`` the load of every share: caller ``N0 + reserve = L``, worker ``WORKER_SLOWDOWN * Ni
-    = L``, ``sum(Ni) = packets``.
+    Whole 4-tuples go to a share (by hash bucket). Every share has the same load ``L``; the
+    caller's is ``reserve`` packets lighter, as it has that other work: caller ``N0 + reserve
+    = L``, worker ``Ni = L``. (A worker analyzes as fast as the caller, as it forks before
+    grouping: its arrays are its own. It writes its texts as it makes them; its table columns
+    come after the caller has its texts, 1M bench capture.)
     """
     total = len(tr) + reserve
     workers = min(workers, total // MIN_PACKETS_PER_WORKER)
@@ -305,9 +339,8 @@ def plan_shares(tr: TcpTuples, workers: int, reserve: int = 0) -> npt.NDArray[np
         return None
     bucket = (tr.tuple_hash() >> np.uint64(64 - BUCKET_BITS)).astype(np.int64)
     weight = np.bincount(bucket, minlength=1 << BUCKET_BITS)
-    load = total / (1 + (workers - 1) / WORKER_SLOWDOWN)
-    first = max(load - reserve, 0.0)
-    bounds = first + (load / WORKER_SLOWDOWN) * np.arange(workers - 1)  # packets before share k+1
+    load = total / workers
+    bounds = max(load - reserve, 0.0) + load * np.arange(workers - 1)  # packets before share k+1
     middle = np.cumsum(weight) - weight / 2  # a bucket goes where its middle packet falls
     share_of_bucket = np.searchsorted(bounds, middle, side="right").astype(np.int16)
     if len(np.unique(share_of_bucket[weight > 0])) < 2:
@@ -358,28 +391,81 @@ def _read_exactly(fd: int, size: int) -> bytes:
     return b"".join(parts)
 
 
-def _write_share(fh: IO[bytes], share: _Share) -> None:
-    """Layout: header size, header (ids, text lengths, columns size), texts, columns."""
-    lengths = np.fromiter((len(t) for t in share.texts), dtype=np.int64, count=len(share.texts))
-    columns = share.columns() if callable(share.columns) else share.columns
-    table = pickle.dumps(columns, protocol=pickle.HIGHEST_PROTOCOL)
-    header = pickle.dumps((share.ids, lengths, len(table)), protocol=pickle.HIGHEST_PROTOCOL)
-    write_all(fh, [len(header).to_bytes(8, "little"), header, *share.texts, table])
-    fh.flush()
+def _write_texts(fh: IO[bytes], facts: TcpFacts) -> tuple[int, int]:
+    """Write the records' texts chunk by chunk as they are made, then their index (ids and
+    lengths); return both sizes. Layout of the file: texts, index, table columns (later)."""
+    ids: list[I64] = []
+    lengths: list[I64] = []
+    for chunk_ids, texts in record_texts(facts):
+        write_all(fh, texts)
+        ids.append(chunk_ids)
+        lengths.append(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
+    none = np.zeros(0, np.int64)
+    all_ids, all_lengths = (np.concatenate(ids), np.concatenate(lengths)) if ids else (none, none)
+    index = pickle.dumps((all_ids, all_lengths), protocol=pickle.HIGHEST_PROTOCOL)
+    write_all(fh, [index])
+    return int(all_lengths.sum()), len(index)
 
 
-def _read_share(fh: IO[bytes]) -> _Share:
-    size = int.from_bytes(fh.read(8), "little")
-    ids, lengths, table_size = pickle.loads(fh.read(size))  # our own worker's file, not input
-    # The texts are used where they lie: mapped, not copied (the mapping outlives the file);
-    # the columns are unpickled only if the table is read.
-    mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    blob = memoryview(mapped)[8 + size :]
+def _read_share(worker: _Worker, text_size: int, index_size: int) -> _Share:
+    # The texts are used where they lie: mapped, not copied (the mapping outlives the file).
+    size = text_size + index_size
+    mapped = mmap.mmap(worker.out.fileno(), size, access=mmap.ACCESS_READ) if size else b""
+    blob = memoryview(mapped)
+    ids, lengths = pickle.loads(blob[text_size:size])  # our own worker's file, not input
     ends = np.cumsum(lengths).tolist()
     texts: list[bytes | memoryview] = [blob[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
-    text_size = ends[-1] if ends else 0
-    table = blob[text_size : text_size + table_size]
-    return _Share(lambda: pickle.loads(table), ids, texts)
+    return _Share(_LateColumns(worker, size), np.asarray(ids, dtype=np.int64), texts)
+
+
+class _LateColumns:
+    """A worker's table columns, read on first call (the worker writes them after its texts)."""
+
+    def __init__(self, worker: _Worker, offset: int) -> None:
+        self._worker, self._offset = worker, offset
+        self._columns: FlowColumns | None = None
+        self._finalizer = weakref.finalize(self, _release, worker)
+
+    def __call__(self) -> FlowColumns:
+        if self._columns is None:
+            worker = self._worker
+            sizes = _receive(worker.from_worker, COLUMNS, _SIZES.size)
+            if sizes is None:
+                raise RuntimeError(f"TCP worker {worker.pid} ended before sending its table columns")
+            size, _ = _SIZES.unpack(sizes)
+            table = os.pread(worker.out.fileno(), size, self._offset)
+            self._columns = pickle.loads(table)  # our own worker's file, not input
+            self._finalizer()
+        return self._columns
+
+
+def _release(worker: _Worker) -> None:
+    """Close a handed-over worker's pipe and file; reap it if it has ended."""
+    worker.close_pipes()
+    worker.out.close()
+    if not worker.reaped:
+        _UNREAPED.add(worker.pid)
+    _reap_finished()
+
+
+def _reap_finished() -> None:
+    """Reap the workers of _UNREAPED that have ended (never waits)."""
+    for pid in list(_UNREAPED):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # reaped elsewhere
+            done = pid
+        if done:
+            _UNREAPED.discard(pid)
+
+
+def _receive(fd: int, kind: bytes, size: int) -> bytes | None:
+    """A ``kind`` message's ``size`` bytes from a worker's pipe; None if it ended without one."""
+    try:
+        message = _read_exactly(fd, 1 + size)
+    except (OSError, EOFError):
+        return None
+    return message[1:] if message[:1] == kind else None
 
 
 def _merge(shares: list[_Share]) -> TcpFlows:
