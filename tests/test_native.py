@@ -352,7 +352,8 @@ needs_c_walk = pytest.mark.skipif(
 
 
 class _SyncAt:
-    """The C walker, with ``pcap_sync`` answering ``offset`` (a wrong or missing guess)."""
+    """The C walker, with ``pcap_sync``/``pcapng_sync`` answering ``offset`` (a wrong or
+    missing guess)."""
 
     def __init__(self, real: object, offset: int) -> None:
         self._real, self._offset = real, offset
@@ -361,6 +362,9 @@ class _SyncAt:
         return getattr(self._real, name)
 
     def pcap_sync(self, *_: object) -> int:
+        return self._offset
+
+    def pcapng_sync(self, *_: object) -> int:
         return self._offset
 
 
@@ -423,6 +427,75 @@ def test_two_half_walk_with_a_damaged_first_half(monkeypatch: pytest.MonkeyPatch
     bad = int(_one_walk(bytes(data))[100])
     data[bad + 8 : bad + 12] = struct.pack("<I", 0x7FFF0000)
     assert np.array_equal(container._walk_pcap_halves(bytes(data), False, False), _one_walk(bytes(data)))
+
+
+@needs_c_walk
+@pytest.mark.parametrize("name", sorted(__import__("capbuild").CAPTURES))
+def test_two_half_walks_agree_with_python_on_every_built_capture(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pcap and pcapng (several sections, interfaces, skipped and obsolete blocks, both byte
+    orders), walked in two halves from the smallest file up."""
+    import capbuild
+
+    from analyzer.decode import container
+
+    path = capbuild.CAPTURES[name](tmp_path)
+    monkeypatch.setattr(container, "HALVES_MIN_BYTES", 1)
+    monkeypatch.setattr(container, "usable_cpus", lambda: 2)
+    fast, slow = _records_both_ways(path, monkeypatch)
+    for field in ("data_off", "caplen", "wirelen", "ts_ns", "link_type"):
+        assert np.array_equal(getattr(fast, field), getattr(slow, field)), field
+    assert fast.warnings == slow.warnings  # type: ignore[attr-defined]
+
+
+def _pcapng_blocks(sizes: list[int], other_at: int | None) -> bytes:
+    """SHB, IDB (Ethernet), then an EPB per size (an ISB before EPB number ``other_at``)."""
+
+    def block(btype: int, body: bytes) -> bytes:
+        body += b"\0" * (-len(body) % 4)
+        return struct.pack("<II", btype, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+
+    out = [
+        block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)),
+        block(1, struct.pack("<HHI", 1, 0, 0)),
+    ]
+    for i, n in enumerate(sizes):
+        if i == other_at:
+            out.append(block(5, struct.pack("<III", 0, 0, 0)))
+        out.append(block(6, struct.pack("<IIIII", 0, 0, i, n, n) + bytes([i % 251]) * n))
+    return b"".join(out)
+
+
+@needs_c_walk
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=200), min_size=1, max_size=100),
+    other=st.one_of(st.none(), st.integers(min_value=0, max_value=100)),
+    guess=st.one_of(st.none(), st.integers(min_value=-1, max_value=12_000)),
+)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_property_pcapng_two_half_walk_equals_one_walk(
+    sizes: list[int], other: int | None, guess: int | None, tmp_path: Path
+) -> None:
+    """Right, wrong or missing guesses, a non-packet block before or after the guess: the EPB
+    offsets equal the pure-Python walk's."""
+    import os
+
+    from analyzer.decode import container
+
+    data = _pcapng_blocks(sizes, other)
+    real, min_bytes, cpus = container._walk, container.HALVES_MIN_BYTES, container.usable_cpus
+    try:
+        container._walk = real if guess is None else _SyncAt(real, guess)  # type: ignore[assignment]
+        container.HALVES_MIN_BYTES, container.usable_cpus = 1, lambda: 2
+        halves = read_records(data, tmp_path / "x.pcapng")
+        os.environ["ANALYZER_PURE_PYTHON"] = "1"
+        one = read_records(data, tmp_path / "x.pcapng")
+    finally:
+        os.environ.pop("ANALYZER_PURE_PYTHON", None)
+        container._walk, container.HALVES_MIN_BYTES, container.usable_cpus = real, min_bytes, cpus
+    assert np.array_equal(halves.data_off, one.data_off)
+    assert len(one.data_off) == len(sizes)
 
 
 # -- layers decoded on several threads ----------------------------------------------------------

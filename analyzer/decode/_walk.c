@@ -124,21 +124,22 @@ static PyObject *pcap_sync(PyObject *self, PyObject *args) {
 }
 
 /*
- * walk_pcapng_epb(buf, start, swap) -> (bytes of int64 EPB offsets, stop offset)
+ * walk_pcapng_epb(buf, start, swap[, stop]) -> (bytes of int64 EPB offsets, stop offset)
  * Follows well-formed Enhanced Packet Blocks from `start` and stops at the first block that is
- * anything else (or malformed): the caller handles that block in Python and calls again.
+ * anything else (or malformed): the caller handles that block in Python and calls again. With
+ * `stop`, it also stops at the first block at or after `stop` (see walk_pcap_range).
  */
 static PyObject *walk_pcapng_epb(PyObject *self, PyObject *args) {
     Py_buffer view;
-    Py_ssize_t off;
+    Py_ssize_t off, stop = PY_SSIZE_T_MAX;
     int swap;
-    if (!PyArg_ParseTuple(args, "y*np", &view, &off, &swap)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*np|n", &view, &off, &swap, &stop)) return NULL;
     const unsigned char *buf = view.buf;
     Py_ssize_t n = view.len;
     vec out = {0};
     int failed = 0;
     Py_BEGIN_ALLOW_THREADS
-    while (off + 12 <= n) {
+    while (off + 12 <= n && off < stop) {
         uint32_t type = rd32(buf + off, swap), len = rd32(buf + off + 4, swap);
         if (type != 6 || len < 32 || (len & 3) || off + (Py_ssize_t)len > n) break;
         if (vec_push(&out, off)) { failed = 1; break; }
@@ -152,11 +153,45 @@ static PyObject *walk_pcapng_epb(PyObject *self, PyObject *args) {
     return Py_BuildValue("(Nn)", b, off);
 }
 
+/* A well-formed EPB at p: its length repeated at its end, inside the file. */
+static int plausible_epb(const unsigned char *buf, Py_ssize_t n, Py_ssize_t p, int swap) {
+    if (p + 12 > n) return 0;
+    uint32_t type = rd32(buf + p, swap), len = rd32(buf + p + 4, swap);
+    return type == 6 && len >= 32 && !(len & 3) && p + (Py_ssize_t)len <= n &&
+           rd32(buf + p + len - 4, swap) == len;
+}
+
+/*
+ * pcapng_sync(buf, swap, start, limit) -> offset or -1
+ * pcap_sync for pcapng: the first 4-byte aligned offset in [start, limit) where 32 well-formed
+ * EPBs chain (or chain to the end of the file). A guess, confirmed by the first walk ending on it.
+ */
+static PyObject *pcapng_sync(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    int swap;
+    Py_ssize_t start, limit, found = -1;
+    if (!PyArg_ParseTuple(args, "y*pnn", &view, &swap, &start, &limit)) return NULL;
+    const unsigned char *buf = view.buf;
+    Py_ssize_t n = view.len;
+    const int hops = 32;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t c = (start + 3) & ~(Py_ssize_t)3; c < limit && found < 0; c += 4) {
+        Py_ssize_t p = c;
+        int k = 0;
+        for (; k < hops && plausible_epb(buf, n, p, swap); k++) p += (Py_ssize_t)rd32(buf + p + 4, swap);
+        if (k == hops || (k > 0 && p == n)) found = c;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(found);
+}
+
 static PyMethodDef methods[] = {
     {"walk_pcap", walk_pcap, METH_VARARGS, "Offsets of every classic pcap record header."},
     {"walk_pcap_range", walk_pcap_range, METH_VARARGS, "walk_pcap from an offset, to a limit."},
     {"pcap_sync", pcap_sync, METH_VARARGS, "A likely pcap record boundary at or after an offset."},
     {"walk_pcapng_epb", walk_pcapng_epb, METH_VARARGS, "Offsets of consecutive pcapng EPBs."},
+    {"pcapng_sync", pcapng_sync, METH_VARARGS, "A likely pcapng EPB boundary at or after an offset."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,8 +1,11 @@
 """Capture containers: find packet records in classic pcap and pcapng, columnar.
 
-The only per-record Python work is the walk from one record header to the next (each
-record's position depends on the previous one's length). Everything else — timestamps,
-lengths, interfaces — is gathered afterwards for all records at once with numpy.
+The only per-record work is the walk from one record header to the next (each record's
+position depends on the previous one's length), in C when the optional ``_walk`` extension is
+built. On a large file it runs in two halves on two threads: the second from a guessed record
+boundary past the middle, kept only if the first half's walk ends exactly there, so the result
+is always the one walk's. Everything else — timestamps, lengths, interfaces — is gathered
+afterwards for all records at once with numpy.
 
 References: the pcap and pcapng formats (draft-ietf-opsawg-pcap, draft-ietf-opsawg-pcapng).
 """
@@ -247,14 +250,26 @@ def _read_pcapng(buf: Buffer, path: Path) -> Records:
     append = epb.append
     c_runs: list[I64] = []  # EPB offsets found by the C walker, in runs
     use_c = _walk is not None and os.environ.get("ANALYZER_PURE_PYTHON") != "1"
+    second: _SecondHalf | None = None  # the first long run of EPBs is walked in two halves
     with _word_views(buf) as words_by_alignment:
         words = words_by_alignment[0]  # pcapng blocks are 4-byte aligned
         native = True
         while off + 12 <= size:
             if use_c:
-                found, off = _walk.walk_pcapng_epb(buf, off, not native)
-                if found:
-                    c_runs.append(np.frombuffer(found, dtype=np.int64))
+                if second is None and sections and unpack(buf, off)[0] == PCAPNG_EPB:
+                    second = _SecondHalf(buf, off, not native)
+                if second is not None and second.running:
+                    found, off = _walk.walk_pcapng_epb(buf, off, not native, second.sync)
+                    if found:
+                        c_runs.append(np.frombuffer(found, dtype=np.int64))
+                    rest = second.finish(off)
+                    if rest is not None:
+                        found, off = rest
+                        c_runs.append(np.frombuffer(found, dtype=np.int64))
+                else:
+                    found, off = _walk.walk_pcapng_epb(buf, off, not native)
+                    if found:
+                        c_runs.append(np.frombuffer(found, dtype=np.int64))
                 if off + 12 > size:
                     break
             if native:
@@ -287,6 +302,48 @@ def _read_pcapng(buf: Buffer, path: Path) -> Records:
     runs = [*c_runs, np.array(epb, dtype=np.int64)]
     epb_offsets = np.sort(np.concatenate(runs)) if len(runs) > 1 else runs[0]
     return _pcapng_columns(buf, path, sections, epb_offsets, others, warnings)
+
+
+class _SecondHalf:
+    """The C EPB walk from a guessed block boundary past the middle of the rest of the file, on
+    a second thread (as ``_walk_pcap_halves``; ``pcapng_sync`` guesses: 32 chained EPBs, each
+    with its length repeated at its end). Its result is used only if the first walk, stopped
+    at the guess, ends exactly there."""
+
+    def __init__(self, buf: Buffer, start: int, swap: bool) -> None:
+        self.sync = -1
+        self._thread: threading.Thread | None = None
+        self._result: list[tuple[bytes, int] | BaseException] = []
+        left = len(buf) - start
+        if left < HALVES_MIN_BYTES or usable_cpus() < 2:
+            return
+        mid = start + left // 2
+        self.sync = _walk.pcapng_sync(buf, swap, mid, min(len(buf), mid + SYNC_WINDOW))
+        if self.sync < 0:
+            return
+
+        def walk() -> None:
+            try:
+                self._result.append(_walk.walk_pcapng_epb(buf, self.sync, swap))
+            except BaseException as exc:  # re-raised in the caller's thread
+                self._result.append(exc)
+
+        self._thread = threading.Thread(target=walk, name="walk-2")
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def finish(self, end: int) -> tuple[bytes, int] | None:
+        """Wait for the second walk: its (offsets, stop) if the first ended at ``end == sync``."""
+        assert self._thread is not None
+        self._thread.join()
+        self._thread = None
+        result = self._result[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result if end == self.sync else None
 
 
 def _section_order(buf: Buffer, off: int, path: Path) -> str:
