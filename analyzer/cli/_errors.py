@@ -7,17 +7,35 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
 
 from analyzer.errors import EXIT_INPUT, AnalyzerError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class _StderrConsole:
+    """rich's Console on stderr, made on first use: importing rich costs every command ~15 ms,
+    and most never print an error."""
+
+    def __init__(self) -> None:
+        self._console: Console | None = None
+
+    def print(self, *objects: object, **kwargs: Any) -> None:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self._console.print(*objects, **kwargs)
+
+
+stderr = _StderrConsole()
 DEBUG = {"on": False}
 
 
