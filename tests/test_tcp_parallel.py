@@ -297,15 +297,6 @@ def test_the_cli_leaves_only_the_last_analysis_to_the_exit(bench_capture: Path) 
     assert id(analyze_cmd._KEPT[0]) not in tracked
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
-def test_the_cli_process_starts_no_blas_threads() -> None:
-    """OpenBLAS' spare threads would spin on the CPUs the decoder and the workers use."""
-    code = "import os, analyzer.cli, numpy; print(len(os.listdir('/proc/self/task')))"
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.strip() == "1"
-
-
 @needs_fork
 def test_a_worker_that_ends_before_its_table_columns_only_costs_the_table(
     bench_capture: Path, serial: Analysis, small_shares: None, monkeypatch: pytest.MonkeyPatch
