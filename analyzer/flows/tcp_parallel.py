@@ -12,10 +12,12 @@ scale the same way, flows hashed to workers. Here:
   each process groups its own share (``group_connections``), then sends the first frame
   numbers of its connections to the caller, which sends back every share's. A connection's
   id is the rank of its first frame among all of them, as in the one-process grouping;
-* a worker analyzes its share and writes its table columns and its records' JSON text to an
-  unlinked temporary file; the caller analyzes share 0 itself, after whatever it does
-  meanwhile (``analysis.analyze`` runs the UDP analysis there), and merges the texts (the
-  tables only when the table is read).
+* a worker analyzes its share, writes its records' JSON text to an in-memory file as it makes
+  it, says DONE, then writes its table columns; the caller analyzes share 0 itself, after
+  whatever it does meanwhile (``analysis.analyze`` runs the UDP analysis there), maps the
+  workers' texts and merges them in id order. It reads the workers' table columns only when
+  the table is read (the JSON report does not), and reaps workers it did not wait for once
+  they have ended.
 
 The merged ``TcpFlows`` has the same ``table`` and JSON text as ``analyze_tcp`` (tests compare
 them); its records are parsed back from that text, and it carries no stream index
@@ -282,6 +284,7 @@ def start_tcp(
     share is made that much smaller). With one worker, a small capture, or where forking is not
     safe, ``result()`` analyzes everything in the calling process.
     """
+    _reap_finished()
     tr = tcp_tuples(packets)
     share_of = plan_shares(tr, workers, reserve)
     job = TcpJob(packets, payloads, msl, tr, share_of)
@@ -408,10 +411,10 @@ def _write_texts(fh: IO[bytes], facts: TcpFacts) -> tuple[int, int]:
 
 
 def _read_share(worker: _Worker, text_size: int, index_size: int) -> _Share:
-    # The texts are used where they lie: mapped, not copied (the mapping outlives the file).
+    """A worker's texts, where they lie in its file (mapped, not copied; the index is never
+    empty), and its columns to come."""
     size = text_size + index_size
-    mapped = mmap.mmap(worker.out.fileno(), size, access=mmap.ACCESS_READ) if size else b""
-    blob = memoryview(mapped)
+    blob = memoryview(mmap.mmap(worker.out.fileno(), size, access=mmap.ACCESS_READ))
     ids, lengths = pickle.loads(blob[text_size:size])  # our own worker's file, not input
     ends = np.cumsum(lengths).tolist()
     texts: list[bytes | memoryview] = [blob[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
