@@ -491,20 +491,32 @@ def _timelines(tl: TimelineEntries) -> list[dict[str, list[list[Any]]]]:
     ]
 
 
-def rst_by_side(tp: TcpPackets, td: TeardownFacts) -> list[str | None]:
-    """``teardown.rst_by`` per block: the first RST's sender, ``both`` when each side sent one."""
-    side_or_none = ("client", "server", None)
+RST_BY: tuple[str | None, ...] = ("client", "server", None, "both")  # rst_by_codes' values
+
+
+def rst_by_codes(tp: TcpPackets, td: TeardownFacts) -> npt.NDArray[np.int64]:
+    """``teardown.rst_by`` per block, as codes into RST_BY: the first RST's sender, ``both``
+    when each side sent one."""
     is_rst = (tp.flags & 0x04) != 0
     nb = tp.n_blocks
     rst_sides = reduce_per_group(np.bitwise_or, np.where(tp.dir[is_rst] == 0, 1, 2), tp.block[is_rst], nb, 0)
-    return [
-        side_or_none[d] if sides != 3 else "both"
-        for d, sides in zip(td.rst_dir.tolist(), rst_sides.tolist(), strict=True)
-    ]
+    codes: npt.NDArray[np.int64] = np.where(rst_sides == 3, 3, np.where(td.rst_dir < 0, 2, td.rst_dir))
+    return codes.astype(np.int64)
+
+
+def rst_by_side(tp: TcpPackets, td: TeardownFacts) -> list[str | None]:
+    """``teardown.rst_by`` per block (``rst_by_codes`` as values)."""
+    return [RST_BY[c] for c in rst_by_codes(tp, td).tolist()]
 
 
 def _side_options(o: SideOptions) -> list[dict[str, Any] | None]:
     """The options object of one side per block; equal objects are shared between records."""
+    codes, objects = side_option_codes(o)
+    return [objects[i] for i in codes.tolist()]
+
+
+def side_option_codes(o: SideOptions) -> tuple[npt.NDArray[np.int64], list[dict[str, Any] | None]]:
+    """The distinct options objects of one side, and each block's code into them."""
     keys = (
         o.seen.astype(np.int64) << 40
         | (o.mss & 0xFFFF) << 24
@@ -528,7 +540,7 @@ def _side_options(o: SideOptions) -> list[dict[str, Any] | None]:
                 "timestamps": bool(key & 1),
             }
         )
-    return [objects[i] for i in inverse.ravel().tolist()]
+    return inverse.ravel().astype(np.int64), objects
 
 
 def _records(f: TcpFacts) -> list[dict[str, Any]]:

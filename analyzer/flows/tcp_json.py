@@ -20,8 +20,8 @@ import numpy.typing as npt
 import orjson
 import pandas as pd
 
-from analyzer.flows.tcp import DIRECTIONS, TcpFacts, TimelineEntries, _side_options, rst_by_side
-from analyzer.flows.tcp_handshake import HANDSHAKE_STATES
+from analyzer.flows.tcp import DIRECTIONS, RST_BY, TcpFacts, TimelineEntries, rst_by_codes, side_option_codes
+from analyzer.flows.tcp_handshake import HANDSHAKE_STATES, SideOptions
 from analyzer.flows.tcp_interop import completeness_label
 from analyzer.flows.tcp_teardown import H_NONE, HOLDERS, TEARDOWN_KINDS
 
@@ -188,6 +188,12 @@ def _coded(codes: npt.NDArray[np.integer[Any]], names: Sequence[str | None]) -> 
     return _Low(codes, [orjson.dumps(n) for n in names])
 
 
+def _options(side: SideOptions) -> _Low:
+    """A side's handshake options objects (few distinct ones)."""
+    codes, objects = side_option_codes(side)
+    return _Low(codes, [orjson.dumps(o) for o in objects])
+
+
 def _bools(values: npt.NDArray[np.bool_]) -> _Low:
     return _Low(values.astype(np.int64), [b"false", b"true"])
 
@@ -231,7 +237,8 @@ def _template(f: TcpFacts) -> tuple[list[_Piece], list[_Piece]]:
     rfc_by[~held] = None
     reused = td.reused_by
     compl = io.completeness
-    labels = {v: completeness_label(v) for v in set(compl.tolist())}
+    compl_values, compl_codes = np.unique(compl, return_inverse=True)
+    labels = _Low(compl_codes.ravel(), [orjson.dumps(completeness_label(v)) for v in compl_values.tolist()])
     last = np.maximum(tp.ends - 1, 0)
     head: list[_Piece] = [
         b'{"id":', _Ints(tp.conn_id),
@@ -248,8 +255,8 @@ def _template(f: TcpFacts) -> tuple[list[_Piece], list[_Piece]]:
         b',"client_isn":', _or_null(hs.client_isn, hs.client_isn < 0),
         b',"server_isn":', _or_null(hs.server_isn, hs.server_isn < 0),
         b',"syn_retransmits":', _low_ints(hs.syn_retransmits),
-        b',"options":{"client":', _low_values(_side_options(hs.client_opts), by_id=True),
-        b',"server":', _low_values(_side_options(hs.server_opts), by_id=True),
+        b',"options":{"client":', _options(hs.client_opts),
+        b',"server":', _options(hs.server_opts),
         b'}},"data":{"client_to_server":', *direction(0),
         b',"server_to_client":', *direction(1),
         b',"retransmissions":', _low_ints(data.retransmissions[0::2] + data.retransmissions[1::2]),
@@ -258,7 +265,7 @@ def _template(f: TcpFacts) -> tuple[list[_Piece], list[_Piece]]:
         b',"first_fin":', _coded(np.where(td.first_fin < 0, 2, td.first_fin), side_or_none),
         b',"fins_acked":{"client":', _bools_or_null(td.fin_ack_idx[0] >= 0, ~c_sent),
         b',"server":', _bools_or_null(td.fin_ack_idx[1] >= 0, ~s_sent),
-        b'},"rst_by":', _low_values(rst_by_side(tp, td)),
+        b'},"rst_by":', _coded(rst_by_codes(tp, td), RST_BY),
         b',"fin_before_rst":', _bools(td.fin_before_rst),
         b',"bytes_after_first_fin":', _Ints(td.bytes_after_first_fin),
         b'},"time_wait":{"holder":', _coded(td.holder, HOLDERS),
@@ -278,7 +285,7 @@ def _template(f: TcpFacts) -> tuple[list[_Piece], list[_Piece]]:
         b']},"zeek":{"conn_state":', _low_values(io.conn_state),
         b',"history":', _low_values(io.history),
         b'},"completeness":', _low_ints(compl),
-        b',"completeness_label":', _low_values([labels[v] for v in compl.tolist()]),
+        b',"completeness_label":', labels,
         b',"anomalies":', _low_values([a or _NO_ANOMALIES for a in f.anomalies], by_id=True),
         b"}",
     ]  # fmt: skip
