@@ -541,3 +541,23 @@ def test_threaded_decode_reraises_a_thread_error(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(native, "usable_cpus", lambda: 2)
     with pytest.raises(MemoryError, match="decode thread"):
         analyzer.read_packets(path)
+
+
+def test_on_thread_returns_its_value_or_raises_its_error_in_the_caller() -> None:
+    import threading
+
+    from analyzer.decode.cpus import OnThread
+
+    ran_on: list[str] = []
+
+    def work() -> int:
+        ran_on.append(threading.current_thread().name)
+        return 42
+
+    assert OnThread(work, "helper").result() == 42 and ran_on == ["helper"]
+
+    def fail() -> int:
+        raise MemoryError("on the thread")
+
+    with pytest.raises(MemoryError, match="on the thread"):
+        OnThread(fail, "helper").result()

@@ -17,7 +17,6 @@ import contextlib
 import os
 import struct
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from analyzer.decode.cpus import usable_cpus
+from analyzer.decode.cpus import OnThread, usable_cpus
 from analyzer.decode.gather import gather
 from analyzer.decode.source import Buffer
 from analyzer.errors import CaptureFormatError
@@ -142,23 +141,12 @@ def _walk_pcap_halves(buf: Buffer, swap: bool, nano: bool) -> I64:
     sync = _walk.pcap_sync(buf, swap, nano, mid, min(n, mid + SYNC_WINDOW))
     if sync < 0:
         return np.frombuffer(_walk.walk_pcap(buf, swap), dtype=np.int64)
-    second: list[tuple[bytes, int] | BaseException] = []
-
-    def walk_second() -> None:
-        try:
-            second.append(_walk.walk_pcap_range(buf, swap, sync, n))
-        except BaseException as exc:  # re-raised in the caller's thread
-            second.append(exc)
-
-    thread = threading.Thread(target=walk_second, name="walk-2")
-    thread.start()
+    second = OnThread(lambda: _walk.walk_pcap_range(buf, swap, sync, n), "walk-2")
     try:
         first, end = _walk.walk_pcap_range(buf, swap, 24, sync)
     finally:
-        thread.join()
-    if isinstance(second[0], BaseException):
-        raise second[0]
-    rest = second[0][0] if end == sync else _walk.walk_pcap_range(buf, swap, end, n)[0]
+        found = second.result()
+    rest = found[0] if end == sync else _walk.walk_pcap_range(buf, swap, end, n)[0]
     return np.concatenate([np.frombuffer(first, dtype=np.int64), np.frombuffer(rest, dtype=np.int64)])
 
 
@@ -312,37 +300,24 @@ class _SecondHalf:
 
     def __init__(self, buf: Buffer, start: int, swap: bool) -> None:
         self.sync = -1
-        self._thread: threading.Thread | None = None
-        self._result: list[tuple[bytes, int] | BaseException] = []
+        self._walk: OnThread[tuple[bytes, int]] | None = None
         left = len(buf) - start
         if left < HALVES_MIN_BYTES or usable_cpus() < 2:
             return
         mid = start + left // 2
-        self.sync = _walk.pcapng_sync(buf, swap, mid, min(len(buf), mid + SYNC_WINDOW))
-        if self.sync < 0:
-            return
-
-        def walk() -> None:
-            try:
-                self._result.append(_walk.walk_pcapng_epb(buf, self.sync, swap))
-            except BaseException as exc:  # re-raised in the caller's thread
-                self._result.append(exc)
-
-        self._thread = threading.Thread(target=walk, name="walk-2")
-        self._thread.start()
+        sync = self.sync = _walk.pcapng_sync(buf, swap, mid, min(len(buf), mid + SYNC_WINDOW))
+        if sync >= 0:
+            self._walk = OnThread(lambda: _walk.walk_pcapng_epb(buf, sync, swap), "walk-2")
 
     @property
     def running(self) -> bool:
-        return self._thread is not None
+        return self._walk is not None
 
     def finish(self, end: int) -> tuple[bytes, int] | None:
         """Wait for the second walk: its (offsets, stop) if the first ended at ``end == sync``."""
-        assert self._thread is not None
-        self._thread.join()
-        self._thread = None
-        result = self._result[0]
-        if isinstance(result, BaseException):
-            raise result
+        assert self._walk is not None
+        result = self._walk.result()
+        self._walk = None
         return result if end == self.sync else None
 
 

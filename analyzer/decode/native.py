@@ -16,6 +16,7 @@ Semantics of every column: docs/PACKETS.md and ``analyzer.schema``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import sys
 import threading
@@ -27,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analyzer.decode.container import Records, read_records
-from analyzer.decode.cpus import usable_cpus
+from analyzer.decode.cpus import OnThread, usable_cpus
 from analyzer.decode.layers import Layers
 from analyzer.decode.link import link_layer
 from analyzer.decode.network import ipv4, ipv6
@@ -144,30 +145,20 @@ def decode_threaded(buf: Buffer, rec: Records, threads: int) -> Decoded:
     """
     n = len(rec.data_off)
     bounds = np.linspace(0, n, threads + 1).astype(np.int64).tolist()
-    parts: list[Decoded | BaseException | None] = [None] * threads
     # The per-packet columns are written in place, each thread into its range of them: joining
     # per-thread copies would copy (and page-fault) ~70 MB per million packets once more.
     whole = {name: np.empty(n, dtype=dtype) for name, (dtype, _) in WHOLE_COLUMNS.items()}
 
-    def run(k: int) -> None:
+    def run(k: int) -> Decoded:
         a, b = bounds[k], bounds[k + 1]
-        try:
-            parts[k] = decode_layers(buf, _slice(rec, a, b), {name: v[a:b] for name, v in whole.items()})
-        except BaseException as exc:  # re-raised in the caller's thread
-            parts[k] = exc
+        return decode_layers(buf, _slice(rec, a, b), {name: v[a:b] for name, v in whole.items()})
 
-    workers = [threading.Thread(target=run, args=(k,), name=f"decode-{k}") for k in range(1, threads)]
-    for w in workers:
-        w.start()
-    run(0)
-    for w in workers:
-        w.join()
-    done: list[Decoded] = []
-    for part in parts:
-        if isinstance(part, BaseException):
-            raise part
-        assert part is not None
-        done.append(part)
+    others = [OnThread(functools.partial(run, k), f"decode-{k}") for k in range(1, threads)]
+    try:
+        first = run(0)
+    finally:
+        done = [o.result() for o in others]  # every thread is joined, errors or not
+    done.insert(0, first)
     return _join(done, bounds, whole)
 
 
