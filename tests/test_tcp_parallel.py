@@ -48,6 +48,22 @@ def small_shares(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tcp_parallel, "MIN_PACKETS_PER_WORKER", 200)
 
 
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids of the workers forked during the test, in order."""
+    pids: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            pids.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork)
+    return pids
+
+
 def _same(a: Analysis, b: Analysis) -> None:
     pdt.assert_frame_equal(a.tcp, b.tcp)
     assert render_json(a) == render_json(b)
@@ -190,24 +206,14 @@ def test_exit_now_runs_atexit_and_flushes() -> None:
 
 @needs_fork
 def test_an_error_in_the_caller_leaves_no_worker_behind(
-    bench_capture: Path, small_shares: None, monkeypatch: pytest.MonkeyPatch
+    bench_capture: Path, small_shares: None, started: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from analyzer.flows import udp
 
     def broken(*_: object) -> None:
         raise RuntimeError("udp failed")
 
-    started: list[int] = []
-    real_fork = os.fork
-
-    def fork() -> int:
-        pid = real_fork()
-        if pid:
-            started.append(pid)
-        return pid
-
     monkeypatch.setattr(udp, "analyze_udp", broken)
-    monkeypatch.setattr(os, "fork", fork)
     with pytest.raises(RuntimeError, match="udp failed"):
         analyze(bench_capture, jobs=3)
     assert len(started) == 2
@@ -319,18 +325,8 @@ def test_a_worker_that_ends_before_its_table_columns_only_costs_the_table(
 
 @needs_fork
 def test_workers_whose_table_is_not_read_are_reaped_later(
-    bench_capture: Path, small_shares: None, monkeypatch: pytest.MonkeyPatch
+    bench_capture: Path, small_shares: None, started: list[int]
 ) -> None:
-    started: list[int] = []
-    real_fork = os.fork
-
-    def fork() -> int:
-        pid = real_fork()
-        if pid:
-            started.append(pid)
-        return pid
-
-    monkeypatch.setattr(os, "fork", fork)
     result = analyze(bench_capture, jobs=3)
     render_json(result)  # the texts only: the workers' columns are never read
     assert len(started) == 2

@@ -40,30 +40,11 @@ static PyObject *vec_bytes(vec *v) {
     return b;
 }
 
-/* walk_pcap(buf, swap) -> bytes of int64 record-header offsets (records start at 24). */
-static PyObject *walk_pcap(PyObject *self, PyObject *args) {
-    Py_buffer view;
-    int swap;
-    if (!PyArg_ParseTuple(args, "y*p", &view, &swap)) return NULL;
-    const unsigned char *buf = view.buf;
-    Py_ssize_t n = view.len, off = 24;
-    vec out = {0};
-    int failed = 0;
-    Py_BEGIN_ALLOW_THREADS
-    while (off + 16 <= n) {
-        if (vec_push(&out, off)) { failed = 1; break; }
-        off += 16 + (Py_ssize_t)rd32(buf + off + 8, swap);
-    }
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&view);
-    if (failed) { PyMem_Free(out.data); return PyErr_NoMemory(); }
-    return vec_bytes(&out);
-}
-
 /*
  * walk_pcap_range(buf, swap, start, stop) -> (bytes of int64 record-header offsets, end)
- * The walk of walk_pcap from `start`, until the next record would start at or after `stop`
- * (or the file ends); `end` is where it stopped. A walk that ends exactly on another walk's
+ * Record headers from `start` (24 for the whole file), each the previous one's length further
+ * on, until the next record would start at or after `stop` (or the file ends); `end` is where
+ * it stopped. A walk that ends exactly on another walk's
  * start has found the same chain of records: the two join into the one-walk result.
  */
 static PyObject *walk_pcap_range(PyObject *self, PyObject *args) {
@@ -187,8 +168,7 @@ static PyObject *pcapng_sync(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"walk_pcap", walk_pcap, METH_VARARGS, "Offsets of every classic pcap record header."},
-    {"walk_pcap_range", walk_pcap_range, METH_VARARGS, "walk_pcap from an offset, to a limit."},
+    {"walk_pcap_range", walk_pcap_range, METH_VARARGS, "Offsets of classic pcap record headers, from an offset to a limit."},
     {"pcap_sync", pcap_sync, METH_VARARGS, "A likely pcap record boundary at or after an offset."},
     {"walk_pcapng_epb", walk_pcapng_epb, METH_VARARGS, "Offsets of consecutive pcapng EPBs."},
     {"pcapng_sync", pcapng_sync, METH_VARARGS, "A likely pcapng EPB boundary at or after an offset."},

@@ -125,7 +125,7 @@ def _walk_pcap(buf: Buffer, order: str, nano: bool) -> I64:
     swap = order != NATIVE
     if len(buf) >= HALVES_MIN_BYTES and usable_cpus() > 1:
         return _walk_pcap_halves(buf, swap, nano)
-    return np.frombuffer(_walk.walk_pcap(buf, swap), dtype=np.int64)
+    return np.frombuffer(_walk.walk_pcap_range(buf, swap, 24, len(buf))[0], dtype=np.int64)
 
 
 def _walk_pcap_halves(buf: Buffer, swap: bool, nano: bool) -> I64:
@@ -134,13 +134,13 @@ def _walk_pcap_halves(buf: Buffer, swap: bool, nano: bool) -> I64:
     The second half starts at a guessed record boundary past the middle (``pcap_sync``: 32
     chained plausible headers). The guess holds when the first half's walk ends exactly on it:
     from there both follow the same chain, so the halves join into the one-walk result. Else
-    (a damaged record, a fooled guess) the first walk goes on alone, as ``walk_pcap`` would.
+    (a damaged record, a fooled guess) the first walk goes on alone, as one walk would.
     """
     n = len(buf)
     mid = n // 2
     sync = _walk.pcap_sync(buf, swap, nano, mid, min(n, mid + SYNC_WINDOW))
     if sync < 0:
-        return np.frombuffer(_walk.walk_pcap(buf, swap), dtype=np.int64)
+        return np.frombuffer(_walk.walk_pcap_range(buf, swap, 24, len(buf))[0], dtype=np.int64)
     second = OnThread(lambda: _walk.walk_pcap_range(buf, swap, sync, n), "walk-2")
     try:
         first, end = _walk.walk_pcap_range(buf, swap, 24, sync)
